@@ -1,0 +1,228 @@
+"""The contract every storage backend fulfils.
+
+A backend stores *vars* (arrays whose axis 0 is the sample axis) under
+``(data_id, phase, var)`` and a small JSON-able attribute dict per data_id. It knows nothing
+about phase specs, compile state, torch or PyG: the facade (:class:`storegate.StoreGate`) does
+that on top of these methods.
+
+Contract in short (the suite in :mod:`storegate.testing` checks all of it):
+
+* Indexes reach a backend already normalised by :func:`storegate.indexing.normalize`: a
+  non-negative ``int``, a ``slice`` with clipped bounds and ``step >= 1``, or a 1-D int64
+  array of in-range rows (any order, repeats allowed).
+* ``read`` returns a new array the caller owns (never a view of internal storage); for an int
+  index the row axis is dropped (shape ``row_shape``, possibly 0-d).
+* ``append``/``write`` copy their input (never keep a reference to a caller's array) and store
+  dtypes exactly; ``append`` creates the var when it does not exist.
+* Var order is insertion order and survives reopening.
+* Missing names raise :class:`~storegate.errors.VarNotFoundError` /
+  :class:`~storegate.errors.DataIdNotFoundError`; writes to a read-only backend raise
+  :class:`~storegate.errors.ReadOnlyError`.
+* Instances are picklable and fork-safe: handles open lazily per process.
+
+Examples
+--------
+>>> from storegate.backends import Backend, get_backend
+>>> cls = get_backend("numpy")
+>>> issubclass(cls, Backend), cls.name
+(True, 'numpy')
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..indexing import Index
+
+__all__ = ["Backend", "VarInfo"]
+
+
+@dataclass(frozen=True)
+class VarInfo:
+    """What a backend knows about a var without reading its data.
+
+    Attributes
+    ----------
+    name
+        The var name.
+    shape
+        Full shape; ``shape[0]`` is the number of rows.
+    dtype
+        The stored numpy dtype.
+    ragged
+        Whether rows have their own length along the first per-row axis.
+    chunks
+        Chunk shape on disk, or ``None`` for unchunked storage.
+    codec
+        A short description of the compression, or ``None``.
+    extra
+        Backend-specific details (shown by ``storegate info``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> VarInfo("x", (10, 3), np.dtype("f4")).row_shape
+    (3,)
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    ragged: bool = False
+    chunks: tuple[int, ...] | None = None
+    codec: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def length(self) -> int:
+        """Number of rows."""
+        return int(self.shape[0])
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """Shape of one row (``shape[1:]``)."""
+        return tuple(self.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the data in bytes, uncompressed."""
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+class Backend(abc.ABC):
+    """Abstract base class of storegate backends.
+
+    Subclasses set :attr:`name`, take their options as keyword arguments in ``__init__``
+    (they arrive from ``StoreGate(backend_args=...)``) and implement the abstract methods.
+    Optional abilities are announced by class flags; an operation a backend lacks raises
+    :class:`~storegate.errors.UnsupportedOperationError` naming the backend.
+
+    Examples
+    --------
+    >>> from storegate.backends import get_backend
+    >>> be = get_backend("numpy")()
+    >>> be.create_data_id("d")
+    >>> be.append("d", "train", "x", np.arange(3))
+    >>> be.read("d", "train", "x", slice(0, 2, 1))
+    array([0, 1])
+    """
+
+    #: Registry name of the backend (the entry point name).
+    name: ClassVar[str] = "backend"
+    #: Whether data survive the process (used by tests and ``storegate info``).
+    persistent: ClassVar[bool] = False
+    #: Whether ragged vars are supported.
+    supports_ragged: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def readonly(self) -> bool:
+        """True when the backend was opened read-only."""
+        return False
+
+    def describe(self) -> str:
+        """A short human description of where the data live (for messages and reprs)."""
+        return self.name
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Write out anything buffered (appends, metadata). Idempotent."""
+
+    def close(self) -> None:
+        """Flush and release handles. The backend may be used again afterwards (it reopens)."""
+        self.flush()
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+    # ------------------------------------------------------------------ data_ids
+    @abc.abstractmethod
+    def data_ids(self) -> list[str]:
+        """Names of the datasets in the store, in creation order where known."""
+
+    @abc.abstractmethod
+    def create_data_id(self, data_id: str) -> None:
+        """Create an empty dataset with its three phases; a no-op if it exists."""
+
+    @abc.abstractmethod
+    def delete_data_id(self, data_id: str) -> None:
+        """Delete a dataset and all its vars."""
+
+    @abc.abstractmethod
+    def get_attrs(self, data_id: str) -> dict[str, Any]:
+        """The JSON-able attributes stored for a data_id (a copy)."""
+
+    @abc.abstractmethod
+    def set_attrs(self, data_id: str, attrs: dict[str, Any]) -> None:
+        """Replace the attributes of a data_id (persisted by persistent backends)."""
+
+    # ------------------------------------------------------------------ vars
+    @abc.abstractmethod
+    def var_names(self, data_id: str, phase: str) -> list[str]:
+        """Var names of one phase in insertion order."""
+
+    def has_var(self, data_id: str, phase: str, var: str) -> bool:
+        """Whether the var exists."""
+        return var in self.var_names(data_id, phase)
+
+    @abc.abstractmethod
+    def info(self, data_id: str, phase: str, var: str) -> VarInfo:
+        """Shape, dtype and layout of a var, without reading its data."""
+
+    @abc.abstractmethod
+    def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
+        """Read rows of a var at a normalised index (see the module docstring)."""
+
+    def read_many(
+        self, data_id: str, phase: str, vars: Sequence[str], index: Index
+    ) -> list[np.ndarray]:
+        """Read several vars of one phase at the same index (one batched read if possible)."""
+        return [self.read(data_id, phase, v, index) for v in vars]
+
+    @abc.abstractmethod
+    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
+        """Append rows to a var, creating it (with ``data``'s dtype) if it does not exist."""
+
+    @abc.abstractmethod
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+        """Overwrite rows in place. ``data`` has shape ``(count, *row_shape)``, or
+        ``row_shape`` for an int index; it has already been cast to the var's dtype."""
+
+    @abc.abstractmethod
+    def create(
+        self, data_id: str, phase: str, var: str, shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
+        """Create a var of the given full shape with unspecified contents."""
+
+    @abc.abstractmethod
+    def delete(self, data_id: str, phase: str, var: str) -> None:
+        """Delete a var (raise ``VarNotFoundError`` if it does not exist)."""
+
+    @abc.abstractmethod
+    def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
+        """Rename var ``src`` to ``dst``, replacing ``dst`` if it exists.
+
+        ``dst`` keeps its place in the var order if it existed, else takes ``src``'s place.
+        Whole-var transforms (``astype``, ``shuffle``, ...) write a new var under a temporary
+        name and swap it in with this method, so it should be as close to atomic as the
+        storage allows.
+        """
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            from ..errors import ReadOnlyError
+
+            raise ReadOnlyError(
+                f"{self.describe()} was opened read-only (mode='r'); reopen it with "
+                "backend_args={'mode': 'a'} to write."
+            )

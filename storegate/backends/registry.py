@@ -1,0 +1,249 @@
+"""Discovery of backends through the entry-point group ``storegate.backends``.
+
+Built-in backends are registered in storegate's own ``pyproject.toml`` exactly as a third party
+registers a plugin::
+
+    [project.entry-points."storegate.backends"]
+    hdf5 = "storegate_hdf5:HDF5Backend"
+
+Discovery reads the entry points (package metadata only; no plugin is imported), caches the
+result, and imports a backend the first time it is used. An unknown name raises
+:class:`~storegate.errors.BackendNotFoundError` listing the installed names with a "did you
+mean"; a plugin that fails to import raises :class:`~storegate.errors.BackendImportError` when
+it is asked for, and only warns (:class:`BackendPluginWarning`) when backends are merely listed.
+
+Examples
+--------
+>>> from storegate.backends import list_backends
+>>> {"numpy", "zarr"} <= set(list_backends())
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from ..errors import BackendImportError, BackendNotFoundError
+from .base import Backend
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendPluginWarning",
+    "BackendSpec",
+    "backend_specs",
+    "get_backend",
+    "list_backends",
+    "refresh",
+]
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "storegate.backends"
+
+# Used only when storegate runs from a source tree that was never installed (no metadata):
+# the same targets as the entry points in pyproject.toml.
+_BUILTIN_FALLBACK = {
+    "numpy": "storegate.backends.numpy_backend:NumpyBackend",
+    "zarr": "storegate.backends.zarr_backend:ZarrBackend",
+}
+
+# What to install when a backend's module needs a library that is missing.
+_INSTALL_HINTS = {
+    "zarr": "pip install 'zarr>=3.1' numcodecs",
+    "numcodecs": "pip install numcodecs",
+    "pyarrow": "pip install 'storegate[parquet]'",
+    "awkward": "pip install 'storegate[parquet]'",
+    "h5py": "pip install storegate-hdf5",
+    "fsspec": "pip install fsspec",
+    "s3fs": "pip install 'storegate[s3]'",
+}
+
+
+class BackendPluginWarning(UserWarning):
+    """A registered backend plugin could not be imported."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One registered backend: its name, target and the distribution that provides it.
+
+    Examples
+    --------
+    >>> spec = backend_specs()["numpy"]
+    >>> spec.target
+    'storegate.backends.numpy_backend:NumpyBackend'
+    """
+
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+
+    def describe(self) -> str:
+        """``'name (distribution version)'`` for messages."""
+        dist = f"{self.distribution} {self.version}" if self.distribution else "no distribution"
+        return f"{self.name!r} ({dist})"
+
+
+_lock = threading.Lock()
+_specs: dict[str, BackendSpec] | None = None
+_loaded: dict[str, type[Backend]] = {}
+
+
+def refresh() -> None:
+    """Forget cached discovery results (call after installing or removing a plugin).
+
+    Examples
+    --------
+    >>> refresh()
+    """
+    global _specs
+    with _lock:
+        _specs = None
+        _loaded.clear()
+    importlib.invalidate_caches()
+
+
+def _discover() -> dict[str, BackendSpec]:
+    specs: dict[str, BackendSpec] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        spec = BackendSpec(ep.name, ep.value, dist_name, version)
+        if ep.name in specs and specs[ep.name].target != ep.value:
+            warnings.warn(
+                f"storegate backend {ep.name!r} is registered twice: by "
+                f"{specs[ep.name].describe()} and by {spec.describe()}; using the first. "
+                "Uninstall one of the two distributions.",
+                BackendPluginWarning,
+                stacklevel=3,
+            )
+            continue
+        specs.setdefault(ep.name, spec)
+    for name, target in _BUILTIN_FALLBACK.items():
+        specs.setdefault(name, BackendSpec(name, target, None, None))
+    return specs
+
+
+def backend_specs() -> dict[str, BackendSpec]:
+    """All registered backends by name, without importing any of them.
+
+    Examples
+    --------
+    >>> "zarr" in backend_specs()
+    True
+    """
+    global _specs
+    with _lock:
+        if _specs is None:
+            _specs = _discover()
+        return dict(_specs)
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends, sorted. Imports none of them.
+
+    Examples
+    --------
+    >>> "numpy" in list_backends()
+    True
+    """
+    return sorted(backend_specs())
+
+
+def _import_target(spec: BackendSpec) -> type[Backend]:
+    module_name, _, attr = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        missing = getattr(err, "name", None) or ""
+        hint = _INSTALL_HINTS.get(missing.partition(".")[0])
+        fix = f" Install it with: {hint}" if hint else ""
+        raise BackendImportError(
+            f"storegate backend {spec.describe()} could not be imported: {err}.{fix}"
+        ) from err
+    except Exception as err:  # a plugin may fail in any way while importing
+        raise BackendImportError(
+            f"storegate backend {spec.describe()} failed while importing {module_name!r}: "
+            f"{type(err).__name__}: {err}. Reinstall or uninstall that distribution."
+        ) from err
+    obj: Any = module
+    for part in attr.split(".") if attr else []:
+        obj = getattr(obj, part, None)
+    if not (isinstance(obj, type) and issubclass(obj, Backend)):
+        raise BackendImportError(
+            f"storegate backend {spec.describe()} points to {spec.target!r}, which is not a "
+            "storegate.backends.Backend subclass."
+        )
+    return obj
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class registered under ``name``, imported on first use.
+
+    Parameters
+    ----------
+    name
+        A registered backend name (see :func:`list_backends`).
+
+    Returns
+    -------
+    type[Backend]
+
+    Raises
+    ------
+    BackendNotFoundError
+        For names nobody registered (with a "did you mean").
+    BackendImportError
+        When the backend's module cannot be imported.
+
+    Examples
+    --------
+    >>> get_backend("numpy").__name__
+    'NumpyBackend'
+    """
+    if name in _loaded:
+        return _loaded[name]
+    specs = backend_specs()
+    if not isinstance(name, str) or name not in specs:
+        known = sorted(specs)
+        close = difflib.get_close_matches(str(name), known, n=1)
+        guess = f" did you mean {close[0]!r}?" if close else ""
+        raise BackendNotFoundError(
+            f"Backend: {name!r} is not supported in the storegate (no backend of that name is "
+            f"installed);{guess} installed backends: {', '.join(known)}. Third-party backends "
+            f"register in the entry-point group {ENTRY_POINT_GROUP!r}."
+        )
+    cls = _import_target(specs[name])
+    with _lock:
+        _loaded[name] = cls
+    return cls
+
+
+def load_all() -> tuple[dict[str, type[Backend]], dict[str, BackendImportError]]:
+    """Import every registered backend; warn about (and return) the ones that fail.
+
+    Examples
+    --------
+    >>> ok, failed = load_all()
+    >>> "numpy" in ok
+    True
+    """
+    ok: dict[str, type[Backend]] = {}
+    failed: dict[str, BackendImportError] = {}
+    for name, spec in sorted(backend_specs().items()):
+        try:
+            ok[name] = get_backend(name)
+        except BackendImportError as err:
+            failed[name] = err
+            warnings.warn(str(err), BackendPluginWarning, stacklevel=2)
+            logger.debug("backend %s failed to load", spec.describe(), exc_info=True)
+    return ok, failed

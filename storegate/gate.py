@@ -1,0 +1,1223 @@
+"""``StoreGate``: the facade users talk to, with multiml's public API.
+
+The facade turns var-name forms (str / tuple / list), phase specs and user indexes into plain
+backend calls, keeps the compile metadata (persisted in the store, so a reopened store needs no
+recompile) and knows nothing about any concrete backend.
+
+Examples
+--------
+>>> import numpy as np
+>>> from storegate import StoreGate
+>>> sg = StoreGate(backend="numpy", data_id="toy-dataset")
+>>> phase = (0.8, 0.1, 0.1)
+>>> sg.add_data("x0", np.array(range(5)), phase)
+>>> sg.add_data("x1", np.array(range(5)), phase)
+>>> sg.compile()
+>>> sg["train"]["x0"][:]
+array([0, 1, 2, 3])
+>>> sg["train"][("x0", "x1")][0:2]
+array([[0, 0],
+       [1, 1]])
+>>> sg.get_metadata()["sizes"]
+{'train': 4, 'valid': 0, 'test': 1, 'all': 5}
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from . import indexing
+from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dtype
+from .backends.base import Backend, VarInfo
+from .backends.registry import get_backend
+from .errors import (
+    DtypeError,
+    InconsistentLengthError,
+    InvalidNameError,
+    NoDataIdError,
+    SelectionError,
+    ShapeMismatchError,
+    StoregateError,
+    UnsupportedOperationError,
+    VarExistsError,
+    VarNotFoundError,
+)
+from .names import check_name
+from .phases import ALL, PHASES, check_phase, phase_list, split
+from .views import View
+
+__all__ = ["StoreGate"]
+
+logger = logging.getLogger("storegate")
+
+_META_KEY = "storegate"
+_META_VERSION = 1
+_TMP_PREFIX = ".sg-tmp-"
+_BLOCK_BYTES = 32 << 20
+
+
+@dataclass
+class _Meta:
+    """Compile state of one data_id (what ``get_metadata`` reports)."""
+
+    compiled: bool
+    total_events: list[int]
+    valid_phases: list[str]
+
+    def sizes(self) -> dict[str, int]:
+        t = self.total_events
+        return {"train": t[0], "valid": t[1], "test": t[2], "all": sum(t)}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "compiled": self.compiled,
+            "total_events": list(self.total_events),
+            "sizes": self.sizes(),
+            "valid_phases": list(self.valid_phases),
+        }
+
+
+@dataclass
+class _Op:
+    """One planned backend write; a call validates all of its ops before running any."""
+
+    kind: str  # "append" | "write" | "create"
+    phase: str
+    var: str
+    data: np.ndarray | None = None
+    index: indexing.Index | None = None
+    shape: tuple[int, ...] | None = None
+    dtype: np.dtype | None = None
+
+
+def _make_backend(backend: Any, backend_args: dict[str, Any]) -> tuple[str, Backend]:
+    if isinstance(backend, Backend):
+        if backend_args:
+            raise StoregateError(
+                "backend_args cannot be applied to an already constructed backend instance; "
+                "pass the class (or its name) with backend_args, or configure the instance."
+            )
+        return backend.name, backend
+    if isinstance(backend, type) and issubclass(backend, Backend):
+        cls = backend
+    elif isinstance(backend, str):
+        cls = get_backend(backend)
+    else:
+        raise StoregateError(
+            f"backend must be a backend name (str), a Backend subclass or instance, got "
+            f"{backend!r}."
+        )
+    try:
+        return cls.name, cls(**backend_args)
+    except TypeError as err:
+        if "unexpected keyword" in str(err) or "positional argument" in str(err):
+            raise StoregateError(
+                f"backend_args {backend_args!r} do not fit backend {cls.name!r}: {err}. See "
+                f"help({cls.__module__}.{cls.__qualname__}) for its options."
+            ) from None
+        raise
+
+
+def _row_dtype_shape(infos: Sequence[VarInfo], names: Sequence[str]) -> tuple[tuple[int, ...],
+                                                                              np.dtype]:
+    shapes = {i.row_shape for i in infos}
+    if len(shapes) > 1:
+        desc = ", ".join(f"{n}: {i.row_shape}" for n, i in zip(names, infos, strict=True))
+        raise ShapeMismatchError(
+            f"vars read together as a tuple must have the same row shape, got {desc}; read "
+            "them as a list (['a', 'b']) to get one array per var."
+        )
+    return next(iter(shapes)), np.result_type(*[i.dtype for i in infos])
+
+
+class StoreGate:
+    """A phase-aware store of named arrays ("vars") for machine learning.
+
+    Parameters
+    ----------
+    backend
+        A registered backend name (``'numpy'``, ``'zarr'``, ``'hybrid'``, ``'parquet'``, or a
+        plugin's name; see :func:`storegate.list_backends`), a :class:`~storegate.backends.Backend`
+        subclass, or a backend instance.
+    backend_args
+        Options for the backend, e.g. ``{'output_dir': 'store.zarr', 'mode': 'a'}`` for zarr.
+    data_id
+        The default data_id (dataset name); can be changed with :meth:`set_data_id`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from storegate import StoreGate
+    >>> var_names = ['var0', 'var1', 'var2']
+    >>> data = [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    >>> storegate = StoreGate(backend='numpy', data_id='test_id')
+    >>> storegate.add_data(var_names=var_names, data=data, phase=(0.5, 0.25, 0.25))
+    >>> storegate.get_data(var_names=var_names, phase='train')
+    [array([0]), array([3]), array([6])]
+    >>> storegate['train'][var_names][0]
+    [np.int64(0), np.int64(3), np.int64(6)]
+    """
+
+    def __init__(
+        self,
+        backend: Any = "numpy",
+        backend_args: dict[str, Any] | None = None,
+        data_id: str | None = None,
+    ) -> None:
+        self._backend_args: dict[str, Any] = dict(backend_args or {})
+        self._backend, self._db = _make_backend(backend, self._backend_args)
+        self._data_id: str | None = None
+        self._meta: dict[str, _Meta] = {}
+        if data_id is not None:
+            self.set_data_id(data_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"StoreGate(backend={self._backend}, backend_args={self._backend_args}, "
+            f"data_id={self._data_id})"
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def data_id(self) -> str | None:
+        """The current default data_id."""
+        return self._data_id
+
+    @property
+    def backend(self) -> str:
+        """The backend's registry name, e.g. ``'zarr'``."""
+        return self._backend
+
+    @property
+    def db(self) -> Backend:
+        """The backend instance (for backend-specific operations)."""
+        return self._db
+
+    def set_data_id(self, data_id: str) -> None:
+        """Set the default data_id, creating the dataset (with its three phases) if needed.
+
+        Examples
+        --------
+        >>> sg = StoreGate()
+        >>> sg.set_data_id("jets")
+        >>> sg.data_id
+        'jets'
+        """
+        if not isinstance(data_id, str):
+            raise InvalidNameError(
+                f"data_id must be string, got {type(data_id).__name__} {data_id!r}; the "
+                f"data_id is unchanged ({self._data_id!r})."
+            )
+        check_name(data_id, "data_id")
+        if data_id not in self._db.data_ids():
+            self._db.create_data_id(data_id)
+        self._data_id = data_id
+
+    def close(self) -> None:
+        """Flush buffered writes and release file handles. The gate can still be used.
+
+        Examples
+        --------
+        >>> StoreGate().close()
+        """
+        self._db.close()
+
+    def __enter__(self) -> StoreGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata
+    def _require_data_id(self) -> str:
+        if self._data_id is None:
+            raise NoDataIdError(
+                "please set default data_id: StoreGate(..., data_id='name') or "
+                "sg.set_data_id('name')."
+            )
+        return self._data_id
+
+    def _load_meta(self, data_id: str) -> _Meta:
+        meta = self._meta.get(data_id)
+        if meta is None:
+            raw = self._db.get_attrs(data_id).get(_META_KEY, {})
+            if raw.get("version") == _META_VERSION and raw.get("compiled"):
+                meta = _Meta(True, [int(x) for x in raw["total_events"]],
+                             [str(p) for p in raw["valid_phases"]])
+            else:
+                meta = _Meta(False, [0, 0, 0], [])
+            self._meta[data_id] = meta
+        return meta
+
+    def _save_meta(self, data_id: str, meta: _Meta) -> None:
+        self._meta[data_id] = meta
+        if self._db.readonly:
+            return
+        attrs = self._db.get_attrs(data_id)
+        attrs[_META_KEY] = {
+            "version": _META_VERSION,
+            "compiled": meta.compiled,
+            "total_events": meta.total_events,
+            "valid_phases": meta.valid_phases,
+        }
+        self._db.set_attrs(data_id, attrs)
+
+    def _invalidate(self, data_id: str) -> None:
+        """Mark a data_id as not compiled, persisting that before any data changes."""
+        meta = self._load_meta(data_id)
+        if meta.compiled:
+            self._save_meta(data_id, _Meta(False, meta.total_events, meta.valid_phases))
+
+    def _compiled(self, data_id: str) -> _Meta:
+        """The compile state, compiling implicitly when the store is stale but consistent."""
+        meta = self._meta.get(data_id)
+        if meta is not None and meta.compiled:
+            return meta
+        meta = self._load_meta(data_id)
+        if not meta.compiled:
+            meta = self._compile(data_id, reset=False)
+        return meta
+
+    def _compile(self, data_id: str, reset: bool) -> _Meta:
+        self._db.flush()
+        total: list[int] = []
+        valid: list[str] = []
+        for phase in PHASES:
+            names = self._db.var_names(data_id, phase)
+            lengths = {v: self._db.info(data_id, phase, v).length for v in names}
+            if len(set(lengths.values())) > 1:
+                desc = ", ".join(f"{v}={n}" for v, n in lengths.items())
+                raise InconsistentLengthError(
+                    f"Number of events are not consistent in data_id {data_id!r}, phase "
+                    f"{phase!r}: {desc}. Every var of a phase needs the same number of rows; "
+                    "append the missing rows or delete the odd var."
+                )
+            if names:
+                n = next(iter(lengths.values()))
+                if reset:
+                    active = np.ones(n, dtype=np.int64)
+                    if "active" in lengths:
+                        self._db.write(data_id, phase, "active", slice(0, n, 1), active)
+                    else:
+                        self._db.append(data_id, phase, "active", active)
+                total.append(n)
+                valid.append(phase)
+            else:
+                total.append(0)
+        meta = _Meta(True, total, valid)
+        self._db.flush()
+        self._save_meta(data_id, meta)
+        return meta
+
+    def compile(self, reset: bool = False, show_info: bool = False) -> None:
+        """Check that the vars of each phase have equal lengths and record the phase sizes.
+
+        The result is persisted in the store, so a reopened store needs no recompile. Reads of
+        a stale store compile implicitly; an explicit call is still the way to check a store.
+
+        Parameters
+        ----------
+        reset
+            (Re)write the var ``active`` (int64 ones) in every non-empty phase.
+        show_info
+            Print :meth:`show_info` afterwards.
+
+        Raises
+        ------
+        InconsistentLengthError
+            Naming the phase and the length of each var when they differ.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("x", np.zeros(4), phase=(2, 1, 1))
+        >>> sg.compile()
+        >>> sg.get_metadata()["total_events"]
+        [2, 1, 1]
+        """
+        data_id = self._require_data_id()
+        self._compile(data_id, reset)
+        if show_info:
+            self.show_info()
+
+    def get_metadata(self) -> dict[str, Any]:
+        """The compile metadata: ``compiled``, ``total_events``, ``sizes``, ``valid_phases``.
+
+        Compiles implicitly when the data changed since the last compile. Returns a copy.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("x", np.zeros(10), phase=(0.6, 0.2, 0.2))
+        >>> sg.get_metadata()
+        {'compiled': True, 'total_events': [6, 2, 2], 'sizes': {'train': 6, 'valid': 2, 'test': 2, 'all': 10}, 'valid_phases': ['train', 'valid', 'test']}
+        """
+        return self._compiled(self._require_data_id()).as_dict()
+
+    def _phase_size(self, data_id: str, phase: str) -> int:
+        return self._compiled(data_id).sizes()[check_phase(phase)]
+
+    def get_data_ids(self) -> list[str]:
+        """The data_ids in the store.
+
+        Examples
+        --------
+        >>> StoreGate(data_id="a").get_data_ids()
+        ['a']
+        """
+        return self._db.data_ids()
+
+    def _var_names(self, data_id: str, phase: Any) -> list[str]:
+        name = check_phase(phase)
+        if name != ALL:
+            return self._db.var_names(data_id, name)
+        meta = self._compiled(data_id)
+        if not meta.valid_phases:
+            return []
+        common = [set(self._db.var_names(data_id, p)) for p in meta.valid_phases[1:]]
+        first = self._db.var_names(data_id, meta.valid_phases[0])
+        return [v for v in first if all(v in c for c in common)]
+
+    def get_var_names(self, phase: str = "train") -> list[str]:
+        """Var names of a phase, in insertion order.
+
+        With ``phase='all'``: the vars present in every non-empty phase (those that
+        ``get_data(..., phase='all')`` can read).
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("b", np.zeros(2)); sg.add_data("a", np.zeros(2))
+        >>> sg.get_var_names()
+        ['b', 'a']
+        """
+        return self._var_names(self._require_data_id(), phase)
+
+    def get_var_shapes(self, var_names: Any, phase: str = "train") -> Any:
+        """Per-row shape of a var (``None`` if it does not exist), or a list for a list.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("x", np.zeros((3, 4, 5)))
+        >>> sg.get_var_shapes("x"), sg.get_var_shapes(["x", "nope"])
+        ((4, 5), [(4, 5), None])
+        """
+        data_id = self._require_data_id()
+        ph = check_phase(phase, allow_all=False)
+        if isinstance(var_names, str):
+            if not self._db.has_var(data_id, ph, var_names):
+                return None
+            return self._db.info(data_id, ph, var_names).row_shape
+        if isinstance(var_names, list | tuple):
+            return [self.get_var_shapes(v, ph) for v in var_names]
+        raise StoregateError(
+            f"invalid type of var_names: {var_names!r}; give a str or a list of str."
+        )
+
+    # ------------------------------------------------------------------ reading
+    def get_data(self, var_names: Any, phase: str | None = "train", index: Any = -1) -> Any:
+        """Read vars of a phase at an index.
+
+        Parameters
+        ----------
+        var_names
+            A str (one var), a tuple (vars bound into one array) or a list (one array each).
+        phase
+            ``'train'``, ``'valid'``, ``'test'``, or ``'all'``/``None`` for the three phases
+            concatenated (the index then counts rows over the concatenation).
+        index
+            ``-1`` (all rows, the default), an int, a slice, a ``(start, stop)`` tuple, a list
+            or array of ints, a bool mask or a torch tensor.
+
+        Returns
+        -------
+        numpy.ndarray or list
+            ======================  ===========  ==============
+            index \\ var_names       str          tuple of M
+            ======================  ===========  ==============
+            int                     ``k``        ``(M, k)``
+            anything else           ``(N, k)``   ``(N, M, k)``
+            ======================  ===========  ==============
+
+            where ``k`` is the per-row shape; a list of names gives a list of the str results.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data(("a", "b"), np.arange(8).reshape(4, 2))
+        >>> sg.get_data("a", "train", [3, 0])
+        array([6, 0])
+        >>> sg.get_data(("a", "b"), "train", 1)
+        array([2, 3])
+        >>> sg.get_data(["a", "b"], "train", (0, 2))
+        [array([0, 2]), array([1, 3])]
+        """
+        return self._get_data(self._require_data_id(), var_names, phase, index)
+
+    def _get_data(self, data_id: str, var_names: Any, phase: Any, index: Any) -> Any:
+        if isinstance(var_names, list):
+            return [self._get_data(data_id, v, phase, index) for v in var_names]
+        single = isinstance(var_names, str)
+        if single:
+            names: tuple[str, ...] = (var_names,)
+        elif isinstance(var_names, tuple) and all(isinstance(v, str) for v in var_names):
+            names = var_names
+        else:
+            raise StoregateError(
+                f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, "
+                "a tuple of str or a list."
+            )
+        meta = self._meta.get(data_id)
+        if meta is None or not meta.compiled:
+            meta = self._compiled(data_id)
+        ph = phase if phase in PHASES else check_phase(phase)
+        if ph != ALL:
+            idx = indexing.normalize(index, meta.total_events[PHASES.index(ph)])
+            return self._read_phase(data_id, ph, names, single, idx)
+        return self._read_all(data_id, meta, names, single, index)
+
+    def _infos(self, data_id: str, phase: str, names: Sequence[str]) -> list[VarInfo]:
+        try:
+            return [self._db.info(data_id, phase, v) for v in names]
+        except VarNotFoundError:
+            present = self._db.var_names(data_id, phase)
+            missing = [v for v in names if v not in present]
+            raise VarNotFoundError(
+                f"var_name {missing[0]!r} does not exist in {data_id!r}, phase {phase!r}; vars "
+                f"there: {present}."
+            ) from None
+
+    def _read_phase(
+        self, data_id: str, phase: str, names: tuple[str, ...], single: bool, idx: indexing.Index
+    ) -> Any:
+        if single:
+            try:
+                out = self._db.read(data_id, phase, names[0], idx)
+            except VarNotFoundError:
+                self._infos(data_id, phase, names)
+                raise
+            return out[()] if out.ndim == 0 else out
+        infos = self._infos(data_id, phase, names)
+        row_shape, dtype = _row_dtype_shape(infos, names)
+        parts = self._db.read_many(data_id, phase, names, idx)
+        if isinstance(idx, int):
+            return np.stack(parts).astype(dtype, copy=False)
+        n = parts[0].shape[0] if parts else 0
+        out = np.empty((n, len(names), *row_shape), dtype=dtype)
+        for j, part in enumerate(parts):
+            out[:, j] = part
+        return out
+
+    def _read_all(
+        self, data_id: str, meta: _Meta, names: tuple[str, ...], single: bool, index: Any
+    ) -> Any:
+        sizes = meta.total_events
+        for p in meta.valid_phases:
+            self._infos(data_id, p, names)
+        idx = indexing.normalize(index, sum(sizes))
+        pieces = indexing.split_over(idx, sizes)
+        if isinstance(idx, int):
+            part, local, _ = pieces[0]
+            return self._read_phase(data_id, PHASES[part], names, single, local)
+        infos = [i for p in meta.valid_phases for i in self._infos(data_id, p, names)]
+        if not infos:
+            raise VarNotFoundError(
+                f"data_id {data_id!r} has no data in any phase; add data before reading 'all'."
+            )
+        row_shape, dtype = _row_dtype_shape(infos, names * len(meta.valid_phases))
+        n = indexing.count(idx, sum(sizes))
+        shape = (n, *row_shape) if single else (n, len(names), *row_shape)
+        if len(pieces) == 1 and pieces[0][2] is None:
+            part, local, _ = pieces[0]
+            res = self._read_phase(data_id, PHASES[part], names, single, local)
+            return res.astype(dtype, copy=False)
+        out = np.empty(shape, dtype=dtype)
+        for part, local, positions in pieces:
+            res = self._read_phase(data_id, PHASES[part], names, single, local)
+            out[positions if positions is not None else slice(None)] = res
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def _columns(self, var_names: Any, data: Any, what: str) -> list[tuple[str, Any]]:
+        """Split (var_names, data) into (var, column data) pairs, multiml's var-name rules."""
+        if isinstance(var_names, str):
+            check_name(var_names)
+            return [(var_names, data)]
+        if isinstance(var_names, tuple):
+            for v in var_names:
+                check_name(v)
+            if len(set(var_names)) != len(var_names):
+                raise InvalidNameError(f"var_names {var_names!r} name a var twice.")
+            arr = as_array(data, "data")
+            m = len(var_names)
+            if arr.ndim < 2 or arr.shape[1] != m:
+                got = arr.shape[1] if arr.ndim >= 2 else "none (1-D data)"
+                raise ShapeMismatchError(
+                    f"Shapes with bind_var are not consistent var_names:{m} data:{got}; a tuple "
+                    f"of {m} var names binds data of shape (N, {m}, ...), got {arr.shape}."
+                )
+            return [(v, arr[:, j]) for j, v in enumerate(var_names)]
+        if isinstance(var_names, list):
+            if isinstance(data, np.ndarray) or isinstance(data, list | tuple):
+                items = list(data)
+            else:
+                raise ShapeMismatchError(
+                    f"with a list of var names, data must be a list of arrays (one per var), "
+                    f"got {type(data).__name__}."
+                )
+            if len(items) < len(var_names):
+                raise ShapeMismatchError(
+                    f"Shapes are not consistent var_names:{len(var_names)} data:{len(items)}; "
+                    f"{what} with a list of var names takes one array per var."
+                )
+            if len(items) > len(var_names):
+                warnings.warn(
+                    f"{what}: {len(items)} arrays given for {len(var_names)} var names; the "
+                    f"last {len(items) - len(var_names)} are ignored (as multiml did).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            out: list[tuple[str, Any]] = []
+            for v, d in zip(var_names, items, strict=False):
+                out.extend(self._columns(v, d, what))
+            names = [v for v, _ in out]
+            if len(set(names)) != len(names):
+                raise InvalidNameError(f"var_names {var_names!r} name a var twice.")
+            return out
+        raise StoregateError(
+            f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, a "
+            "tuple of str or a list."
+        )
+
+    def _plan_append(self, data_id: str, phase: str, var: str, arr: np.ndarray) -> _Op:
+        if self._db.has_var(data_id, phase, var):
+            info = self._db.info(data_id, phase, var)
+            check_row_shape(arr, info.row_shape, var)
+            arr = cast_for_write(arr, info.dtype, var)
+        return _Op("append", phase, var, data=arr)
+
+    def _run(self, data_id: str, ops: list[_Op], do_compile: bool) -> None:
+        if not ops and not do_compile:
+            return
+        if self._db.readonly:
+            self._db._check_writable()
+        self._invalidate(data_id)
+        for op in ops:
+            if op.kind == "append":
+                assert op.data is not None
+                self._db.append(data_id, op.phase, op.var, op.data)
+            elif op.kind == "write":
+                assert op.data is not None and op.index is not None
+                self._db.write(data_id, op.phase, op.var, op.index, op.data)
+            else:
+                assert op.shape is not None and op.dtype is not None
+                self._db.create(data_id, op.phase, op.var, op.shape, op.dtype)
+        if do_compile:
+            self._compile(data_id, reset=False)
+
+    @staticmethod
+    def _shuffle_perm(shuffle: Any, n: int) -> np.ndarray | None:
+        if shuffle is None or shuffle is False or (
+            isinstance(shuffle, int | np.integer) and not isinstance(shuffle, bool) and shuffle == 0
+        ):
+            return None
+        seed = 1 if shuffle is True else int(shuffle)
+        # multiml seeded the legacy global RNG and shuffled in place; RandomState(seed) gives
+        # the same permutation without touching the global RNG or the caller's array.
+        return np.random.RandomState(seed).permutation(n)
+
+    def add_data(
+        self,
+        var_names: Any,
+        data: Any,
+        phase: Any = "train",
+        shuffle: Any = False,
+        do_compile: bool = False,
+    ) -> None:
+        """Add rows: append to existing vars, create the others.
+
+        Parameters
+        ----------
+        var_names
+            A str (data of shape ``(N, *k)``), a tuple of M names (data ``(N, M, *k)``, one
+            var per column) or a list of names (data: a list with one array per name).
+        data
+            Array-like data; it is copied, never modified.
+        phase
+            A phase name, ``'all'`` (split by the compiled sizes), fractions ``(0.8, 0.1, 0.1)``
+            or counts ``(800, 100, 100)``; see :mod:`storegate.phases`.
+        shuffle
+            ``False``/``0``: keep the order. ``True`` (seed 1) or an int seed: permute rows
+            before splitting; the permutation depends only on (seed, N), so vars added in
+            separate calls with the same seed stay aligned.
+        do_compile
+            Compile afterwards.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data(var_names='var0', data=np.array([0, 1, 2]), phase='train')
+        >>> sg.add_data('var0', [3, 4])
+        >>> sg['train']['var0'][:]
+        array([0, 1, 2, 3, 4])
+        """
+        data_id = self._require_data_id()
+        ops: list[_Op] = []
+        compiled_sizes = None
+        if isinstance(phase, str) and check_phase(phase) == ALL:
+            compiled_sizes = self._compiled(data_id).sizes()
+        for var, column in self._columns(var_names, data, "add_data"):
+            arr = as_array(column, f"data for var {var!r}")
+            perm = self._shuffle_perm(shuffle, arr.shape[0])
+            if perm is not None:
+                arr = arr[perm]
+            for ph, a, b in split(phase, arr.shape[0], compiled_sizes):
+                ops.append(self._plan_append(data_id, ph, var, arr[a:b]))
+        self._run(data_id, ops, do_compile)
+
+    def update_data(
+        self,
+        var_names: Any,
+        data: Any,
+        phase: Any = "train",
+        index: Any = -1,
+        do_compile: bool = True,
+    ) -> None:
+        """Overwrite rows of vars in place; vars that do not exist yet are added.
+
+        Parameters
+        ----------
+        var_names, data, phase
+            As in :meth:`add_data`.
+        index
+            ``-1`` (every row; the data must have the var's length), an int, a slice, a
+            ``(start, stop)`` tuple, or an int array / bool mask. With ``phase='all'`` the
+            index counts rows over train, valid and test. An index other than ``-1`` needs a
+            single phase or ``'all'``.
+        do_compile
+            Compile afterwards.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("var0", np.array([5, 6, 7]))
+        >>> sg.update_data(var_names='var0', data=[1], phase='train', index=1)
+        >>> sg.update_data("var0", [8, 9], index=(1, 3))
+        >>> sg["train"]["var0"][:]
+        array([5, 8, 9])
+        """
+        self._update_data(self._require_data_id(), var_names, data, phase, index, do_compile)
+
+    @staticmethod
+    def _is_whole(index: Any) -> bool:
+        if isinstance(index, int | np.integer) and not isinstance(index, bool):
+            return int(index) == -1
+        return index is Ellipsis or (
+            isinstance(index, slice) and index == slice(None, None, None)
+        )
+
+    def _update_data(
+        self, data_id: str, var_names: Any, data: Any, phase: Any, index: Any, do_compile: bool
+    ) -> None:
+        ops: list[_Op] = []
+        whole = self._is_whole(index)
+        is_name = isinstance(phase, str)
+        ph_name = check_phase(phase) if is_name else None
+        if not whole and not is_name:
+            raise StoregateError(
+                f"update_data with index={index!r} needs a single phase or 'all', got phase "
+                f"{phase!r}; write each phase separately."
+            )
+        compiled = self._compiled(data_id) if ph_name == ALL else None
+        for var, column in self._columns(var_names, data, "update_data"):
+            arr = as_array(column, f"data for var {var!r}")
+            if whole:
+                sizes = compiled.sizes() if compiled is not None else None
+                for ph, a, b in split(phase, arr.shape[0], sizes):
+                    ops.append(self._plan_whole(data_id, ph, var, arr[a:b]))
+            elif ph_name == ALL:
+                assert compiled is not None
+                idx = indexing.normalize(index, sum(compiled.total_events))
+                for part, local, positions in indexing.split_over(idx, compiled.total_events):
+                    rows = arr if positions is None else arr[positions]
+                    if isinstance(idx, int):
+                        rows = arr
+                    ops.append(self._plan_write(data_id, PHASES[part], var, local, rows))
+            else:
+                assert ph_name is not None
+                if not self._db.has_var(data_id, ph_name, var):
+                    raise VarNotFoundError(
+                        f"var {var!r} does not exist in {data_id!r}, phase {ph_name!r}; "
+                        f"update_data with index={index!r} writes rows of an existing var. "
+                        "Add the var first (add_data) or use index=-1."
+                    )
+                length = self._db.info(data_id, ph_name, var).length
+                idx = indexing.normalize(index, length)
+                ops.append(self._plan_write(data_id, ph_name, var, idx, arr))
+        self._run(data_id, ops, do_compile)
+
+    def _plan_whole(self, data_id: str, phase: str, var: str, arr: np.ndarray) -> _Op:
+        if not self._db.has_var(data_id, phase, var):
+            return _Op("append", phase, var, data=arr)
+        length = self._db.info(data_id, phase, var).length
+        if arr.shape[0] != length:
+            raise ShapeMismatchError(
+                f"update_data replaces the {length} rows of var {var!r} in phase {phase!r} in "
+                f"place, but got {arr.shape[0]} rows; pass {length} rows, an index, or "
+                "delete_data and add_data to replace the var with a different length."
+            )
+        return self._plan_write(data_id, phase, var, slice(0, length, 1), arr)
+
+    def _plan_write(
+        self, data_id: str, phase: str, var: str, idx: indexing.Index, arr: np.ndarray
+    ) -> _Op:
+        info = self._db.info(data_id, phase, var)
+        if isinstance(idx, int):
+            if arr.shape == (1, *info.row_shape):
+                arr = arr[0]
+            if arr.shape != info.row_shape:
+                raise ShapeMismatchError(
+                    f"writing one row of var {var!r} needs data of shape {info.row_shape} (or "
+                    f"(1, *{info.row_shape})), got {arr.shape}."
+                )
+        else:
+            n = indexing.count(idx, info.length)
+            if arr.shape != (n, *info.row_shape):
+                raise ShapeMismatchError(
+                    f"index selects {n} rows of var {var!r} (rows of shape {info.row_shape}) "
+                    f"in phase {phase!r}, but data have shape {arr.shape}; expected "
+                    f"{(n, *info.row_shape)}."
+                )
+        arr = cast_for_write(arr, info.dtype, var)
+        return _Op("write", phase, var, data=arr, index=idx)
+
+    def create_empty(
+        self, var_names: Any, shape: Any, phase: Any = "train", dtype: Any = "f4"
+    ) -> None:
+        """Create vars of a given total shape, split over phases like :meth:`add_data`.
+
+        Contents are unspecified until written (zeros on the built-in backends).
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.create_empty("img", (10, 4, 4), phase=(0.8, 0.1, 0.1))
+        >>> sg.get_var_shapes("img"), len(sg["train"])
+        ((4, 4), 8)
+        """
+        data_id = self._require_data_id()
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        for v in names:
+            check_name(v)
+        if isinstance(shape, int | np.integer):
+            shape = (int(shape),)
+        try:
+            full = tuple(int(s) for s in shape)
+        except (TypeError, ValueError):
+            raise ShapeMismatchError(
+                f"shape must be a tuple of ints like (N, 3), got {shape!r}."
+            ) from None
+        if not full or any(s < 0 for s in full):
+            raise ShapeMismatchError(f"shape {shape!r} must be non-empty and non-negative.")
+        dt = check_storable_dtype(dtype, "create_empty")
+        compiled_sizes = None
+        if isinstance(phase, str) and check_phase(phase) == ALL:
+            compiled_sizes = self._compiled(data_id).sizes()
+        ops = []
+        for v in names:
+            for ph, a, b in split(phase, full[0], compiled_sizes):
+                if self._db.has_var(data_id, ph, v):
+                    raise VarExistsError(
+                        f"create_empty: {v} already exists in {ph}; delete it first "
+                        f"(sg.delete_data({v!r}, phase={ph!r})) or write into it."
+                    )
+                ops.append(_Op("create", ph, v, shape=(b - a, *full[1:]), dtype=dt))
+        self._run(data_id, ops, False)
+
+    def delete_data(self, var_names: Any, phase: str = "train", do_compile: bool = True) -> None:
+        """Delete whole vars from a phase (``'all'``: from every phase). Missing vars are
+        skipped, as in multiml.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data(("a", "b"), np.zeros((4, 2)), phase=(2, 1, 1))
+        >>> sg.delete_data("a", phase="all")
+        >>> sg.get_var_names("valid")
+        ['b']
+        """
+        self._delete_data(self._require_data_id(), var_names, phase, do_compile)
+
+    def _delete_data(self, data_id: str, var_names: Any, phase: Any, do_compile: bool) -> None:
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        for v in names:
+            if not isinstance(v, str):
+                raise InvalidNameError(f"var names must be str, got {v!r}.")
+        phases = phase_list(phase)
+        todo = [(p, v) for p in phases for v in names if self._db.has_var(data_id, p, v)]
+        skipped = [v for v in names if not any(v == t for _, t in todo)]
+        if skipped:
+            logger.info("delete_data: %s not found in %s; nothing deleted for them",
+                        skipped, phases)
+        if todo:
+            self._db._check_writable()
+            self._invalidate(data_id)
+            for p, v in todo:
+                self._db.delete(data_id, p, v)
+        if do_compile:
+            self._compile(data_id, reset=False)
+
+    def clear_data(self) -> None:
+        """Delete every var of the current data_id in every phase.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("x", np.zeros(3))
+        >>> sg.clear_data(); sg.get_var_names()
+        []
+        """
+        data_id = self._require_data_id()
+        for phase in PHASES:
+            names = self._db.var_names(data_id, phase)
+            if names:
+                self._delete_data(data_id, names, phase, False)
+        self._compile(data_id, reset=False)
+
+    # ------------------------------------------------------------------ transforms
+    def _rewrite(
+        self,
+        data_id: str,
+        phase: str,
+        var: str,
+        fn: Callable[[np.ndarray], np.ndarray],
+        order: np.ndarray | None = None,
+    ) -> None:
+        """Write ``fn`` of the var (rows in ``order`` if given) to a temporary var, block by
+        block, then swap it in. On any error the old var is left as it was."""
+        db = self._db
+        info = db.info(data_id, phase, var)
+        row_bytes = max(1, info.nbytes // max(1, info.length))
+        step = max(1, _BLOCK_BYTES // row_bytes)
+        tmp = _TMP_PREFIX + var
+        if db.has_var(data_id, phase, tmp):
+            db.delete(data_id, phase, tmp)
+        try:
+            if info.length == 0:
+                empty = fn(np.empty(info.shape, dtype=info.dtype))
+                db.create(data_id, phase, tmp, empty.shape, empty.dtype)
+            for start in range(0, info.length, step):
+                stop = min(info.length, start + step)
+                sel: indexing.Index = (
+                    slice(start, stop, 1) if order is None else order[start:stop]
+                )
+                db.append(data_id, phase, tmp, np.ascontiguousarray(fn(db.read(
+                    data_id, phase, var, sel))))
+            db.flush()
+            db.rename(data_id, phase, tmp, var)
+        except BaseException:
+            try:
+                if db.has_var(data_id, phase, tmp):
+                    db.delete(data_id, phase, tmp)
+            finally:
+                raise
+
+    def _transform(
+        self,
+        var_names: Any,
+        phase: Any,
+        make_fn: Callable[[str, str, VarInfo], Callable[[np.ndarray], np.ndarray]],
+    ) -> None:
+        data_id = self._require_data_id()
+        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        phases = phase_list(phase)
+        if check_phase(phase) == ALL:
+            phases = [p for p in phases if any(self._db.has_var(data_id, p, v) for v in names)]
+        plans = []
+        for p in phases:
+            for v in names:
+                info = self._infos(data_id, p, [v])[0]
+                plans.append((p, v, make_fn(p, v, info)))
+        self._db._check_writable()
+        self._invalidate(data_id)
+        for p, v, fn in plans:
+            self._rewrite(data_id, p, v, fn)
+        self._compile(data_id, reset=False)
+
+    def astype(self, var_names: Any, dtype: Any, phase: Any = "train") -> None:
+        """Convert vars to ``dtype``, block by block; the old var stays until the new one is
+        complete.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("x", np.array([1.7, 2.2]))
+        >>> sg.astype("x", "i8")
+        >>> sg["train"]["x"][:]
+        array([1, 2])
+        """
+        dt = check_storable_dtype(dtype, "astype")
+        self._transform(var_names, phase, lambda p, v, info: (lambda a: a.astype(dt)))
+
+    def onehot(self, var_names: Any, num_classes: int, phase: Any = "train") -> None:
+        """Replace integer labels by one-hot float64 vectors (shape ``(N, *k, num_classes)``).
+
+        Labels are checked to lie in ``[0, num_classes)`` before anything is written.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("y", np.array([0, 2]))
+        >>> sg.onehot("y", 3)
+        >>> sg["train"]["y"][:]
+        array([[1., 0., 0.],
+               [0., 0., 1.]])
+        """
+        if not isinstance(num_classes, int | np.integer) or num_classes < 1:
+            raise StoregateError(f"num_classes must be a positive int, got {num_classes!r}.")
+        data_id = self._require_data_id()
+        eye = np.identity(int(num_classes))
+
+        def make(p: str, v: str, info: VarInfo) -> Callable[[np.ndarray], np.ndarray]:
+            if info.dtype.kind not in "iub":
+                raise DtypeError(
+                    f"onehot needs integer labels, but var {v!r} in phase {p!r} has dtype "
+                    f"{info.dtype}; convert it first: sg.astype({v!r}, 'i8', phase={p!r})."
+                )
+            step = max(1, _BLOCK_BYTES // max(1, info.nbytes // max(1, info.length)))
+            for start in range(0, info.length, step):
+                block = self._db.read(data_id, p, v, slice(start, min(info.length, start + step)))
+                if block.size and (block.min() < 0 or block.max() >= num_classes):
+                    raise StoregateError(
+                        f"onehot: var {v!r} in phase {p!r} has labels in [{block.min()}, "
+                        f"{block.max()}], outside [0, {num_classes}); pass a larger num_classes."
+                    )
+            return lambda a: eye[a.astype(np.intp)]
+
+        self._transform(var_names, phase, make)
+
+    def argmax(self, var_names: Any, axis: int, phase: Any = "train") -> None:
+        """Replace vars by ``np.argmax(data, axis)`` (int64). ``axis`` counts the sample axis as
+        0, as in multiml, so ``axis=1`` reduces the first per-row axis.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data("p", np.array([[0.1, 0.9], [0.8, 0.2]]))
+        >>> sg.argmax("p", axis=1)
+        >>> sg["train"]["p"][:]
+        array([1, 0])
+        """
+
+        def make(p: str, v: str, info: VarInfo) -> Callable[[np.ndarray], np.ndarray]:
+            ndim = len(info.shape)
+            if not isinstance(axis, int | np.integer) or not -ndim <= axis < ndim or (
+                axis % ndim == 0
+            ):
+                raise StoregateError(
+                    f"argmax axis {axis!r} is invalid for var {v!r} of shape {info.shape}: "
+                    f"use 1..{ndim - 1} (axis 0 is the sample axis)."
+                )
+            return lambda a: np.argmax(a, axis=int(axis)).astype(np.int64)
+
+        self._transform(var_names, phase, make)
+
+    def shuffle(self, phase: Any = "all", seed: int = 0) -> None:
+        """Permute the rows of every var of a phase with one permutation per phase.
+
+        The permutation comes from ``numpy.random.default_rng(seed)`` and the phase length;
+        the global numpy RNG is not touched.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="d")
+        >>> sg.add_data(("a", "b"), np.arange(20).reshape(10, 2))
+        >>> sg.shuffle("train", seed=3)
+        >>> rows = sg["train"][("a", "b")][:]
+        >>> bool((rows[:, 1] == rows[:, 0] + 1).all()), sorted(rows[:, 0].tolist())[:3]
+        (True, [0, 2, 4])
+        """
+        data_id = self._require_data_id()
+        meta = self._compiled(data_id)
+        self._db._check_writable()
+        self._invalidate(data_id)
+        for p in phase_list(phase):
+            names = self._db.var_names(data_id, p)
+            n = meta.sizes()[p]
+            if not names or n < 2:
+                continue
+            perm = np.random.default_rng(seed).permutation(n)
+            for v in names:
+                self._rewrite(data_id, p, v, lambda a: a, order=perm)
+        self._compile(data_id, reset=False)
+
+    # ------------------------------------------------------------------ hybrid (non-hybrid)
+    def set_mode(self, mode: str) -> None:
+        """Choose the tier new writes go to (hybrid backend only; elsewhere a warning).
+
+        Examples
+        --------
+        >>> StoreGate().set_mode("numpy")
+        """
+        setter = getattr(self._db, "set_mode", None)
+        if setter is None:
+            logger.warning("set_mode is valid for only hybrid database (%s)", self._backend)
+            return
+        setter(mode)
+
+    def _tier_copy(self, method: str, var_names: Any, phase: Any, output_var_names: Any,
+                   callback: Any) -> None:
+        mover = getattr(self._db, method, None)
+        if mover is None:
+            raise UnsupportedOperationError(
+                f"{method} is valid for only hybrid database ({self._backend}); use "
+                "StoreGate(backend='hybrid', ...)."
+            )
+        mover(self, var_names, phase, output_var_names, callback)
+
+    def to_memory(
+        self, var_names: Any, phase: Any = "train", output_var_names: Any = None,
+        callback: Any = None,
+    ) -> None:
+        """Copy vars from the storage tier to the memory tier (hybrid backend only).
+
+        Examples
+        --------
+        >>> try:
+        ...     StoreGate(data_id="d").to_memory("x")
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        to_memory is valid for only hybrid database (numpy)
+        """
+        self._tier_copy("to_memory", var_names, phase, output_var_names, callback)
+
+    def to_storage(
+        self, var_names: Any, phase: Any = "train", output_var_names: Any = None,
+        callback: Any = None,
+    ) -> None:
+        """Copy vars from the memory tier to the storage tier (hybrid backend only).
+
+        Examples
+        --------
+        >>> try:
+        ...     StoreGate(data_id="d").to_storage("x")
+        ... except ValueError as err:
+        ...     print(type(err).__name__)
+        UnsupportedOperationError
+        """
+        self._tier_copy("to_storage", var_names, phase, output_var_names, callback)
+
+    # ------------------------------------------------------------------ display
+    def _info_rows(self, data_id: str) -> list[list[str] | str]:
+        rows: list[list[str] | str] = []
+        for phase in PHASES:
+            names = self._db.var_names(data_id, phase)
+            if not names:
+                continue
+            for v in names:
+                info = self._db.info(data_id, phase, v)
+                shape = (None, *info.row_shape[1:]) if info.ragged else info.row_shape
+                vtype = info.dtype.str + (" (ragged)" if info.ragged else "")
+                rows.append([phase, self._backend, v, vtype, str(info.length), str(shape)])
+            rows.append("-")
+        return rows
+
+    def info_table(self) -> str:
+        """The :meth:`show_info` table as a string.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="s")
+        >>> sg.add_data("a", np.zeros((10, 3), "f4")); sg.compile()
+        >>> print(sg.info_table())
+        =============================================================
+        StoreGate data_id : s, compiled : True
+        =============================================================
+        phase  backend  var_name  var_type  total_events  var_shape
+        -------------------------------------------------------------
+        train  numpy    a         <f4       10            (3,)
+        -------------------------------------------------------------
+        =============================================================
+        """
+        data_id = self._require_data_id()
+        meta = self._load_meta(data_id)
+        header = f"StoreGate data_id : {data_id}, compiled : {meta.compiled}"
+        names = ["phase", "backend", "var_name", "var_type", "total_events", "var_shape"]
+        rows = self._info_rows(data_id)
+        widths = [max(5, len(n)) for n in names]
+        for row in rows:
+            if isinstance(row, list):
+                widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+        widths = [min(w, 30) for w in widths]
+        total = sum(widths) + 2 * len(widths)
+
+        def fmt(cells: list[str]) -> str:
+            return "  ".join(c[:30].ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+        lines = ["=" * total, header, "=" * total, fmt(names), "-" * total]
+        for row in rows:
+            lines.append("-" * total if row == "-" else fmt(list(row)))
+        lines.append("=" * total)
+        return "\n".join(lines)
+
+    def show_info(self, file: IO[str] | None = None) -> None:
+        """Print a table of the vars of each phase (multiml's layout, real dtypes).
+
+        Parameters
+        ----------
+        file
+            Where to write; ``sys.stdout`` by default.
+
+        Examples
+        --------
+        >>> sg = StoreGate(data_id="s")
+        >>> sg.add_data("c", np.zeros(4, "i8"), phase=(2, 2, 0))
+        >>> sg.show_info()  # doctest: +NORMALIZE_WHITESPACE
+        =============================================================
+        StoreGate data_id : s, compiled : False
+        =============================================================
+        phase  backend  var_name  var_type  total_events  var_shape
+        -------------------------------------------------------------
+        train  numpy    c         <i8       2             ()
+        -------------------------------------------------------------
+        valid  numpy    c         <i8       2             ()
+        -------------------------------------------------------------
+        =============================================================
+        """
+        out = file if file is not None else sys.stdout
+        out.write(self.info_table() + "\n")
+
+    # ------------------------------------------------------------------ [] syntax
+    def __getitem__(self, item: Any) -> Any:
+        return View(self, self._require_data_id())[item]
+
+    def __setitem__(self, item: Any, data: Any) -> None:
+        View(self, self._require_data_id())[item] = data
+
+    def __delitem__(self, item: Any) -> None:
+        del View(self, self._require_data_id())[item]
+
+    def __len__(self) -> int:
+        raise SelectionError(
+            "len() needs a phase: use len(sg['train']) (or 'valid', 'test', 'all')."
+        )
+
+    def __contains__(self, item: object) -> bool:
+        raise SelectionError(
+            f"'in' needs a phase: use {item!r} in sg['train'] (or 'valid', 'test', 'all')."
+        )
+
+    def __iter__(self) -> Any:
+        raise SelectionError(
+            "iterate over a selection, e.g. `for row in sg['train']['x']`, or over the vars of "
+            "a phase with `for name in sg['train']`."
+        )
+
