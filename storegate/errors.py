@@ -28,6 +28,7 @@ __all__ = [
     "DtypeError",
     "InconsistentLengthError",
     "IndexOutOfRangeError",
+    "InvalidArgumentError",
     "InvalidIndexError",
     "InvalidNameError",
     "InvalidPhaseError",
@@ -35,6 +36,7 @@ __all__ = [
     "ReadOnlyError",
     "SelectionError",
     "ShapeMismatchError",
+    "StoreNotFoundError",
     "StoregateError",
     "UnknownPhaseError",
     "UnsupportedOperationError",
@@ -49,6 +51,13 @@ class StoregateError(Exception):
     def __str__(self) -> str:
         # KeyError would quote the whole message; every storegate error prints it plainly.
         return Exception.__str__(self)
+
+
+class InvalidArgumentError(StoregateError, ValueError, TypeError):
+    """An argument of the wrong type or value that no more specific error covers (``var_names``
+    that is not a str/tuple/list, ``num_classes < 1``, ``backend_args`` a backend does not take).
+    multiml raised ``ValueError`` here; Python itself would raise ``TypeError`` for unknown
+    keyword arguments, so both are inherited."""
 
 
 class InvalidNameError(StoregateError, ValueError):
@@ -117,6 +126,10 @@ class UnsupportedOperationError(StoregateError, ValueError):
 
 class SelectionError(StoregateError, ValueError):
     """A ``[]`` selection, ``len`` or ``in`` used without the phase or var names it needs."""
+
+
+class StoreNotFoundError(StoregateError, FileNotFoundError):
+    """A store location that does not exist (or holds no store) where one was required."""
 
 
 class CorruptStoreError(StoregateError, ValueError):

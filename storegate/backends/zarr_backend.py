@@ -1,0 +1,944 @@
+"""The zarr backend: vars as zarr arrays in a local directory or any fsspec URL.
+
+Layout (zarr format 3 by default)::
+
+    <output_dir>/zarr.json                      root group
+    <output_dir>/<data_id>/zarr.json            group; attributes = the data_id's attrs
+    <output_dir>/<data_id>/<phase>/zarr.json    group; attributes["storegate"]["var_order"]
+    <output_dir>/<data_id>/<phase>/<var>/...    one array per var, chunked along axis 0 only
+
+Stores written by multiml (zarr format 2, the same ``data_id/phase/var`` groups, no attributes)
+open for reading and appending; their vars are listed alphabetically until storegate records
+an order.
+
+How it is fast (see DESIGN §7 and ``bench/gather.py``):
+
+* **chunks sized by bytes** (``chunk_bytes``, 4 MiB by default) rather than a fixed row count;
+  a var's chunk size is chosen when its first rows are flushed, so a 10-row var does not get a
+  4 MiB (zero-padded) chunk;
+* **no compression by default** (random float data barely compress and decoding costs more
+  than it saves; ``compressor='lz4'`` or ``'zstd'`` opts in) and never a process-wide default;
+* **appends are buffered** to whole chunks (zarr re-encodes a partly filled chunk on every
+  append otherwise); the tail is flushed on ``flush``/``close``/compile, before reads of that
+  var, before pickling, and at interpreter exit;
+* **random gathers** are served from a decoded :class:`~storegate.backends.arena.Arena` per var,
+  filled chunk by chunk on first touch, within a per-backend byte budget (``cache_bytes``);
+* array handles and var lists are cached per process and refreshed after a fork.
+
+Examples
+--------
+>>> import tempfile, numpy as np
+>>> from storegate import StoreGate
+>>> path = tempfile.mkdtemp() + "/store.zarr"
+>>> sg = StoreGate("zarr", {"output_dir": path}, data_id="jets")
+>>> sg.add_data(("pt", "eta"), np.arange(20.0).reshape(10, 2), phase=(0.8, 0.1, 0.1))
+>>> sg.compile()
+>>> StoreGate("zarr", {"output_dir": path, "mode": "r"}, data_id="jets")["train"]["eta"][[0, 7]]
+array([ 1., 15.])
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..arrays import cast_for_write, check_row_shape
+from ..errors import (
+    CorruptStoreError,
+    DataIdNotFoundError,
+    ShapeMismatchError,
+    StoregateError,
+    StoreNotFoundError,
+    VarExistsError,
+    VarNotFoundError,
+)
+from ..indexing import Index
+from ..phases import PHASES, check_phase
+from .arena import Arena, ArenaCache, default_cache_bytes
+from .base import Backend, VarInfo
+
+__all__ = ["ZarrBackend"]
+
+logger = logging.getLogger(__name__)
+
+_MODES = ("r", "r+", "a", "w", "w-")
+_META = "storegate"
+_OLD_PREFIX = ".sg-old-"
+_TMP_PREFIX = ".sg-tmp-"
+DEFAULT_CHUNK_BYTES = 4 << 20
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _codec(spec: Any, zarr_format: int) -> tuple[Any, str]:
+    """``compressors=`` argument for zarr and a short description, from a user spec."""
+    if spec is None or (isinstance(spec, str) and spec.lower() in ("default", "none", "")):
+        return None, "none"
+    if isinstance(spec, str):
+        name = spec.lower()
+        if name in ("lz4", "blosc", "blosc-lz4"):
+            cname, level = "lz4", 5
+        elif name == "blosc-zstd":
+            cname, level = "zstd", 5
+        elif name in ("zstd", "gzip"):
+            cname, level = name, 3 if name == "zstd" else 5
+        else:
+            raise StoregateError(
+                f"unknown compressor {spec!r}; use None (the default, fastest reads), 'lz4' "
+                "(blosc-lz4 with shuffle), 'blosc-zstd', 'zstd', 'gzip', or a zarr/numcodecs "
+                "codec instance."
+            )
+        if zarr_format == 2:
+            import numcodecs
+
+            if cname == "gzip":
+                return numcodecs.GZip(level), f"gzip({level})"
+            if name in ("zstd",):
+                return numcodecs.Zstd(level), f"zstd({level})"
+            return numcodecs.Blosc(cname, level, numcodecs.Blosc.SHUFFLE), f"blosc({cname})"
+        from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+        if cname == "gzip":
+            return GzipCodec(level=level), f"gzip({level})"
+        if name == "zstd":
+            return ZstdCodec(level=level), f"zstd({level})"
+        return BloscCodec(cname=cname, clevel=level, shuffle="shuffle"), f"blosc({cname})"  # type: ignore[arg-type]
+    codec_id = getattr(spec, "codec_id", None)
+    if codec_id is not None:  # a numcodecs codec, as multiml users passed
+        if zarr_format == 2:
+            return spec, str(codec_id)
+        config = spec.get_config()
+        from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+        if codec_id == "blosc":
+            shuffle = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle", -1: "shuffle"}
+            return BloscCodec(
+                cname=config.get("cname", "lz4"),
+                clevel=config.get("clevel", 5),
+                shuffle=shuffle.get(config.get("shuffle", 1), "shuffle"),  # type: ignore[arg-type]
+            ), f"blosc({config.get('cname', 'lz4')})"
+        if codec_id == "zstd":
+            return ZstdCodec(level=config.get("level", 3)), f"zstd({config.get('level', 3)})"
+        if codec_id in ("gzip", "zlib"):
+            return GzipCodec(level=config.get("level", 5)), "gzip"
+        raise StoregateError(
+            f"numcodecs codec {codec_id!r} has no zarr format 3 equivalent here; use 'lz4', "
+            "'zstd', 'gzip' or a zarr.codecs codec."
+        )
+    return spec, type(spec).__name__
+
+
+def _describe_codecs(arr: Any) -> str:
+    meta = arr.metadata
+    if getattr(meta, "zarr_format", 3) == 2:
+        comp = getattr(meta, "compressor", None)
+        return "none" if comp is None else str(getattr(comp, "codec_id", comp))
+    names = [type(c).__name__.replace("Codec", "").lower() for c in meta.codecs]
+    names = [n for n in names if n != "bytes"]
+    return "+".join(names) if names else "none"
+
+
+class _Files:
+    """Directory operations the zarr API lacks (rename, existence), for local and fsspec."""
+
+    def __init__(self, store: Any, location: str, storage_options: dict[str, Any] | None) -> None:
+        from zarr.storage import FsspecStore, LocalStore
+
+        self.fs: Any = None
+        self.root: str | None = None
+        if isinstance(store, LocalStore):
+            self.root = str(store.root)
+        elif isinstance(store, FsspecStore):
+            # zarr holds an async file system; directory moves need a synchronous one
+            from fsspec.core import url_to_fs
+
+            self.fs, self.root = url_to_fs(location, **(storage_options or {}))
+
+    @property
+    def supported(self) -> bool:
+        return self.root is not None
+
+    def _p(self, rel: str) -> str:
+        assert self.root is not None
+        return f"{self.root.rstrip('/')}/{rel}"
+
+    def exists(self, rel: str) -> bool:
+        if self.fs is None:
+            return os.path.exists(self._p(rel))
+        return bool(self.fs.exists(self._p(rel)))
+
+    def move(self, src: str, dst: str) -> None:
+        if self.fs is None:
+            os.replace(self._p(src), self._p(dst))
+        else:
+            self.fs.mv(self._p(src), self._p(dst), recursive=True)
+
+    def remove(self, rel: str) -> None:
+        if self.fs is None:
+            shutil.rmtree(self._p(rel), ignore_errors=True)
+        elif self.fs.exists(self._p(rel)):
+            self.fs.rm(self._p(rel), recursive=True)
+
+    def children(self, rel: str) -> list[str]:
+        try:
+            if self.fs is None:
+                return sorted(os.listdir(self._p(rel)))
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1]
+                          for p in self.fs.ls(self._p(rel), detail=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+
+@dataclass
+class _Var:
+    """One var in this process: its zarr array (once created) and buffered appended rows."""
+
+    dtype: np.dtype
+    row_shape: tuple[int, ...]
+    array: Any = None
+    chunk_rows: int = 0
+    pending: list[np.ndarray] = field(default_factory=list)
+    pending_rows: int = 0
+
+    @property
+    def committed(self) -> int:
+        return 0 if self.array is None else int(self.array.shape[0])
+
+    @property
+    def length(self) -> int:
+        return self.committed + self.pending_rows
+
+    @property
+    def row_bytes(self) -> int:
+        return max(1, int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize)
+
+
+@dataclass
+class _Phase:
+    """One phase group: handle, var order (the commit record of which vars exist), vars."""
+
+    group: Any
+    order: list[str]
+    vars: dict[str, _Var] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    location: str
+    storage_options: dict[str, Any] | None
+    chunk: int | None
+    chunk_bytes: int
+    compressor: Any
+    cache_bytes: int
+    zarr_format: int
+
+
+_LIVE: weakref.WeakSet[ZarrBackend] = weakref.WeakSet()
+
+
+def _flush_live_backends() -> None:
+    """At interpreter exit: write the rows every live backend still buffers."""
+    for backend in list(_LIVE):
+        _flush_all(backend._phases, backend._settings, backend._pid)
+
+
+def _register_exit_hook() -> None:
+    # zarr does its I/O through a thread pool, which is shut down before ``atexit`` handlers
+    # run; threading's own exit callbacks run earlier, in reverse order of registration, so
+    # registering after concurrent.futures has registered its own shutdown runs ours first.
+    import concurrent.futures.thread  # noqa: F401
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(_flush_live_backends)
+            return
+        except RuntimeError:  # already shutting down
+            pass
+    atexit.register(_flush_live_backends)
+
+
+def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: int) -> None:
+    """Write buffered rows (when a backend is collected, and at interpreter exit)."""
+    if os.getpid() != pid:
+        return
+    for (_, _), ph in list(phases.items()):
+        for name, var in list(ph.vars.items()):
+            if var.pending:
+                try:
+                    _flush_var(ph, name, var, settings)
+                except Exception:  # pragma: no cover - best effort at exit
+                    logger.exception("storegate: could not flush var %r at exit", name)
+
+
+def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: int) -> None:
+    fmt = int(ph.group.metadata.zarr_format)
+    compressors, _ = _codec(settings.compressor, fmt)
+    var.chunk_rows = rows
+    kwargs: dict[str, Any] = dict(
+        name=name,
+        shape=(0, *var.row_shape),
+        chunks=(rows, *var.row_shape),
+        dtype=var.dtype,
+        fill_value=0,
+        overwrite=True,
+    )
+    kwargs["compressors"] = compressors
+    if 0 in var.row_shape:
+        kwargs["chunks"] = (rows, *(max(1, s) for s in var.row_shape))
+    var.array = ph.group.create_array(**kwargs)
+
+
+def _commit_order(ph: _Phase) -> None:
+    """Persist which vars exist, in order: the last step of every create/delete/rename."""
+    created = [v for v in ph.order if v not in ph.vars or ph.vars[v].array is not None]
+    meta = dict(ph.group.attrs.get(_META, {}) or {})
+    meta["var_order"] = created
+    ph.group.attrs[_META] = meta
+
+
+def _target_rows(var: _Var, settings: _Settings) -> int:
+    if settings.chunk:
+        return int(settings.chunk)
+    return max(1, settings.chunk_bytes // var.row_bytes)
+
+
+def _write_rows(var: _Var, block: np.ndarray) -> None:
+    start = var.committed
+    stop = start + block.shape[0]
+    var.array.resize((stop, *var.row_shape))
+    var.array[start:stop] = block
+
+
+def _flush_var(ph: _Phase, name: str, var: _Var, settings: _Settings) -> None:
+    if not var.pending:
+        return
+    block = var.pending[0] if len(var.pending) == 1 else np.concatenate(var.pending)
+    new = var.array is None
+    if new:
+        target = _target_rows(var, settings)
+        rows = target if settings.chunk else min(target, _next_pow2(block.shape[0]))
+        _create_array(ph, name, var, settings, rows)
+    _write_rows(var, block)
+    var.pending, var.pending_rows = [], 0
+    if new:
+        _commit_order(ph)
+
+
+def _raw_chunk_dir(arr: Any) -> str | None:
+    """The directory of an array whose chunk files are raw C-order little-endian rows."""
+    from zarr.storage import LocalStore
+
+    if not isinstance(arr.store, LocalStore) or arr.dtype.byteorder == ">":
+        return None
+    meta = arr.metadata
+    if meta.zarr_format == 3:
+        from zarr.codecs import BytesCodec
+
+        codecs = meta.codecs
+        if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+            return None
+        if codecs[0].endian is not None and codecs[0].endian.value != "little":
+            return None
+    elif meta.compressor is not None or meta.filters or meta.order != "C":
+        return None
+    return os.path.join(str(arr.store.root), arr.path)
+
+
+def _filler(arr: Any) -> Any:
+    """A fill function for an :class:`Arena` over a zarr array.
+
+    Uncompressed local chunks are read straight from their files into the arena (no decode, no
+    intermediate copy); everything else goes through zarr.
+    """
+    base = _raw_chunk_dir(arr)
+    rows = int(arr.chunks[0])
+    ndim = arr.ndim
+    meta = arr.metadata
+
+    def via_zarr(start: int, stop: int, out: np.ndarray) -> None:
+        out[...] = arr[start:stop]
+
+    if base is None:
+        return via_zarr
+
+    row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
+
+    def raw(start: int, stop: int, out: np.ndarray) -> None:
+        flat = out.reshape(-1).view(np.uint8)
+        pos = start
+        while pos < stop:
+            c = pos // rows
+            lo = pos - c * rows
+            hi = min(stop, (c + 1) * rows) - c * rows
+            dst = flat[(pos - start) * row_bytes : (pos - start + hi - lo) * row_bytes]
+            path = os.path.join(base, meta.encode_chunk_key((c,) + (0,) * (ndim - 1)))
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    f.seek(lo * row_bytes)
+                    got = f.readinto(memoryview(dst))  # type: ignore[arg-type]
+            except FileNotFoundError:
+                got = 0  # never written: zarr's fill value, 0
+            if got is None or got < dst.size:
+                dst[got or 0 :] = 0
+            pos += hi - lo
+
+    return raw
+
+
+class ZarrBackend(Backend):
+    """Vars stored as zarr arrays (zarr-python 3; format 3 by default, format 2 readable).
+
+    Parameters
+    ----------
+    output_dir
+        A local directory or an fsspec URL (``s3://bucket/store.zarr``, ``memory://x``).
+        ``None`` makes a temporary directory that is removed when the backend is collected.
+    chunk
+        Rows per chunk (multiml's option). ``None`` (default) sizes chunks by ``chunk_bytes``.
+    compressor
+        ``'default'``/``None`` (no compression), ``'lz4'`` (blosc-lz4 + shuffle),
+        ``'blosc-zstd'``, ``'zstd'``, ``'gzip'``, or a zarr / numcodecs codec instance. It
+        applies to arrays this backend creates and never changes a process-wide default.
+    mode
+        ``'r'`` read-only, ``'r+'`` read/write (must exist), ``'a'`` read/write (created if
+        missing; default), ``'w'`` wipe the whole store first, ``'w-'`` create (must not exist).
+    chunk_bytes
+        Target uncompressed chunk size when ``chunk`` is not given.
+    cache_bytes
+        Budget of the decoded arenas used for random gathers (default: a quarter of RAM;
+        ``0`` disables them).
+    storage_options
+        Passed to fsspec for URLs (credentials, endpoint_url, ...).
+    zarr_format
+        Format of a newly created store (3, or 2 for tools that only read format 2).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> be = ZarrBackend(output_dir=tempfile.mkdtemp() + "/s.zarr", compressor="lz4")
+    >>> be.create_data_id("d")
+    >>> be.append("d", "train", "x", np.ones((5, 3), "f4"))
+    >>> be.info("d", "train", "x").shape
+    (5, 3)
+    """
+
+    name: ClassVar[str] = "zarr"
+    persistent: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str] | None = None,
+        chunk: int | None = None,
+        compressor: Any = "default",
+        mode: str = "a",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        cache_bytes: int | None = None,
+        storage_options: dict[str, Any] | None = None,
+        zarr_format: int = 3,
+    ) -> None:
+        if mode not in _MODES:
+            raise StoregateError(
+                f"unknown mode {mode!r} for the zarr backend; use one of {', '.join(_MODES)} "
+                "('r' read-only, 'a' read/write creating the store if needed)."
+            )
+        if chunk is not None and (not isinstance(chunk, int | np.integer) or chunk < 1):
+            raise StoregateError(f"chunk must be a positive number of rows, got {chunk!r}.")
+        if zarr_format not in (2, 3):
+            raise StoregateError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+        self._tmpdir: str | None = None
+        if output_dir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="storegate-")
+            output_dir = os.path.join(self._tmpdir, "store.zarr")
+            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
+        location = os.fspath(output_dir)
+        _codec(compressor, zarr_format)  # validate early
+        self._settings = _Settings(
+            location=location,
+            storage_options=dict(storage_options) if storage_options else None,
+            chunk=int(chunk) if chunk is not None else None,
+            chunk_bytes=int(chunk_bytes),
+            compressor=compressor,
+            cache_bytes=default_cache_bytes() if cache_bytes is None else int(cache_bytes),
+            zarr_format=zarr_format,
+        )
+        self._mode = mode
+        self._init_process()
+        self._open_root()  # fail early on a missing/foreign store
+        # after the first open, 'w'/'w-' must never wipe or fail again (pickled copies, forks)
+        self._mode = "r" if mode == "r" else "a"
+
+    # ------------------------------------------------------------------ process state
+    def _init_process(self) -> None:
+        self._pid = os.getpid()
+        self._root: Any = None
+        self._files: _Files | None = None
+        self._phases: dict[tuple[str, str], _Phase] = {}
+        self._cache = ArenaCache(self._settings.cache_bytes)
+        self._finalizer = weakref.finalize(
+            self, _flush_all, self._phases, self._settings, self._pid
+        )
+        self._finalizer.atexit = False  # exit is handled by _flush_live_backends
+        _LIVE.add(self)
+
+    def _check_pid(self) -> None:
+        if os.getpid() != self._pid:
+            # A forked child: drop handles and (the parent's) buffered rows, keep nothing that
+            # could write the parent's data twice.
+            self._finalizer.detach()
+            self._init_process()
+
+    def __getstate__(self) -> dict[str, Any]:
+        if os.getpid() == self._pid:
+            self.flush()
+        return {"settings": self._settings, "mode": self._mode}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._settings = state["settings"]
+        self._mode = state["mode"]
+        self._tmpdir = None
+        self._init_process()
+
+    @property
+    def readonly(self) -> bool:
+        return self._mode == "r"
+
+    @property
+    def location(self) -> str:
+        """The store's directory or URL."""
+        return self._settings.location
+
+    def describe(self) -> str:
+        return f"zarr store {self._settings.location!r}"
+
+    def _open_root(self) -> Any:
+        self._check_pid()
+        if self._root is not None:
+            return self._root
+        import zarr
+        from zarr.errors import GroupNotFoundError
+
+        s = self._settings
+        loc = s.location
+        is_url = "://" in loc
+        if not is_url and os.path.isfile(loc):
+            raise CorruptStoreError(
+                f"{loc!r} is a file, not a zarr store directory; pass a directory path."
+            )
+        try:
+            if is_url:
+                from zarr.storage import FsspecStore
+
+                store: Any = FsspecStore.from_url(
+                    loc, storage_options=s.storage_options, read_only=self.readonly
+                )
+            else:
+                from zarr.storage import LocalStore
+
+                if self.readonly and not os.path.isdir(loc):
+                    raise StoreNotFoundError(
+                        f"no zarr store at {loc!r} (mode='r' opens existing stores only); check "
+                        "the path or open with mode='a' to create it."
+                    )
+                store = LocalStore(loc, read_only=self.readonly)
+            kwargs: dict[str, Any] = {"mode": self._mode}
+            if self._mode in ("w", "w-") or not self._exists(store):
+                kwargs["zarr_format"] = s.zarr_format
+            root = zarr.open_group(store=store, **kwargs)
+        except StoregateError:
+            raise
+        except (GroupNotFoundError, FileNotFoundError) as err:
+            raise StoreNotFoundError(
+                f"no zarr store at {loc!r} ({err}); check the path, or open with mode='a' to "
+                "create one."
+            ) from None
+        except FileExistsError as err:
+            raise StoregateError(
+                f"a store already exists at {loc!r} and mode='w-' refuses to overwrite it "
+                f"({err}); use mode='a' to open it or mode='w' to replace it."
+            ) from None
+        except (ValueError, TypeError, KeyError, json.JSONDecodeError) as err:
+            raise CorruptStoreError(
+                f"{loc!r} is not a readable zarr store ({type(err).__name__}: {err}); it may be "
+                "damaged or written by another tool."
+            ) from None
+        except ImportError as err:
+            raise StoregateError(
+                f"opening {loc!r} needs a library that is not installed ({err}); for s3:// "
+                "URLs: pip install 'storegate[s3]'."
+            ) from None
+        self._root = root
+        self._files = _Files(root.store, s.location, s.storage_options)
+        if not self.readonly and _META not in root.attrs:
+            root.attrs[_META] = {"format": 1}
+        return root
+
+    @staticmethod
+    def _exists(store: Any) -> bool:
+        from zarr.core.sync import sync
+
+        async def probe() -> bool:
+            return bool(await store.exists("zarr.json") or await store.exists(".zgroup"))
+
+        try:
+            return bool(sync(probe()))
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ data_ids
+    def data_ids(self) -> list[str]:
+        root = self._open_root()
+        return sorted(k for k in root.group_keys() if not k.startswith("."))
+
+    def _data_group(self, data_id: str) -> Any:
+        root = self._open_root()
+        try:
+            group = root[data_id]
+        except KeyError:
+            raise DataIdNotFoundError(
+                f"data_id {data_id!r} does not exist in {self.describe()}; existing: "
+                f"{self.data_ids()}."
+            ) from None
+        import zarr
+
+        if not isinstance(group, zarr.Group):
+            raise CorruptStoreError(f"{data_id!r} in {self.describe()} is an array, not a group.")
+        return group
+
+    def create_data_id(self, data_id: str) -> None:
+        root = self._open_root()
+        if data_id in root:
+            return
+        if self.readonly:
+            raise DataIdNotFoundError(
+                f"data_id {data_id!r} does not exist in {self.describe()}, which is open "
+                f"read-only; existing data_ids: {self.data_ids()}."
+            )
+        group = root.require_group(data_id)
+        for phase in PHASES:
+            group.require_group(phase).attrs[_META] = {"var_order": []}
+
+    def delete_data_id(self, data_id: str) -> None:
+        self._check_writable()
+        self._data_group(data_id)
+        for key in [k for k in self._phases if k[0] == data_id]:
+            del self._phases[key]
+        self._cache.drop_prefix((data_id,))
+        del self._open_root()[data_id]
+
+    def get_attrs(self, data_id: str) -> dict[str, Any]:
+        attrs = self._data_group(data_id).attrs.asdict()
+        return json.loads(json.dumps(attrs))
+
+    def set_attrs(self, data_id: str, attrs: dict[str, Any]) -> None:
+        self._check_writable()
+        self._data_group(data_id).attrs.put(json.loads(json.dumps(attrs)))
+
+    # ------------------------------------------------------------------ phases and vars
+    def _phase(self, data_id: str, phase: str, create: bool = False) -> _Phase:
+        self._check_pid()
+        key = (data_id, phase)
+        ph = self._phases.get(key)
+        if ph is not None:
+            return ph
+        phase = check_phase(phase, allow_all=False)
+        group = self._data_group(data_id)
+        try:
+            pgroup = group[phase]
+        except KeyError:
+            if not create:
+                return _Phase(None, [])
+            self._check_writable()
+            pgroup = group.require_group(phase)
+            pgroup.attrs[_META] = {"var_order": []}
+        if not self.readonly:
+            self._recover(data_id, phase, pgroup)
+        meta = pgroup.attrs.get(_META) or {}
+        order = meta.get("var_order") if isinstance(meta, dict) else None
+        if not isinstance(order, list):  # a store storegate did not write (multiml)
+            order = sorted(k for k in pgroup.array_keys() if not k.startswith("."))
+        ph = _Phase(pgroup, [str(v) for v in order])
+        self._phases[key] = ph
+        return ph
+
+    def _recover(self, data_id: str, phase: str, pgroup: Any) -> None:
+        """Finish or undo a rename that a crash interrupted; remove orphaned temporaries."""
+        files = self._files
+        if files is None or not files.supported:
+            return
+        rel = f"{data_id}/{phase}"
+        for child in files.children(rel):
+            if child.startswith(_OLD_PREFIX):
+                name = child[len(_OLD_PREFIX):]
+                if files.exists(f"{rel}/{name}"):
+                    files.remove(f"{rel}/{child}")  # the swap completed; drop the old copy
+                else:
+                    files.move(f"{rel}/{child}", f"{rel}/{name}")  # undo: old data back
+                    logger.warning("storegate: restored var %r in %s after an interrupted "
+                                   "rewrite", name, rel)
+            elif child.startswith(_TMP_PREFIX):
+                files.remove(f"{rel}/{child}")
+
+    def _var(self, data_id: str, phase: str, var: str) -> _Var:
+        ph = self._phase(data_id, phase)
+        v = ph.vars.get(var)
+        if v is not None:
+            return v
+        if var not in ph.order and not (var.startswith(".") and ph.group is not None
+                                        and var in ph.group):
+            raise VarNotFoundError(
+                f"var {var!r} does not exist in data_id {data_id!r}, phase {phase!r} of "
+                f"{self.describe()}; vars there: {ph.order}."
+            )
+        try:
+            arr = ph.group[var]
+        except KeyError:
+            raise CorruptStoreError(
+                f"var {var!r} is listed in {data_id}/{phase} of {self.describe()} but its array "
+                "is missing; the store was modified outside storegate. Delete the var or "
+                "restore its files."
+            ) from None
+        v = _Var(np.dtype(arr.dtype), tuple(arr.shape[1:]), arr, int(arr.chunks[0]))
+        ph.vars[var] = v
+        return v
+
+    def var_names(self, data_id: str, phase: str) -> list[str]:
+        return list(self._phase(data_id, phase).order)
+
+    def has_var(self, data_id: str, phase: str, var: str) -> bool:
+        ph = self._phase(data_id, phase)
+        return var in ph.order or var in ph.vars
+
+    def info(self, data_id: str, phase: str, var: str) -> VarInfo:
+        v = self._var(data_id, phase, var)
+        chunks = tuple(v.array.chunks) if v.array is not None else None
+        codec = (_describe_codecs(v.array) if v.array is not None
+                 else _codec(self._settings.compressor, 3)[1])
+        return VarInfo(var, (v.length, *v.row_shape), v.dtype, chunks=chunks, codec=codec)
+
+    # ------------------------------------------------------------------ reads
+    def _ready(self, data_id: str, phase: str, var: str) -> _Var:
+        v = self._var(data_id, phase, var)
+        if v.pending:
+            _flush_var(self._phases[(data_id, phase)], var, v, self._settings)
+            self._cache.drop((data_id, phase, var))
+        return v
+
+    def _arena(self, key: tuple[str, str, str], v: _Var) -> Arena | None:
+        arena = self._cache.get(key)
+        if arena is not None:
+            return arena
+        nbytes = v.length * v.row_bytes
+        if not self._cache.admits(nbytes):
+            return None
+        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, _filler(v.array))
+        self._cache.put(key, arena)
+        return arena
+
+    def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
+        v = self._ready(data_id, phase, var)
+        key = (data_id, phase, var)
+        if v.array is None:  # an empty var that was never flushed
+            return np.empty((0, *v.row_shape), dtype=v.dtype)[index]
+        arena = self._arena(key, v)
+        if isinstance(index, np.ndarray):
+            if index.size == 0:
+                return np.empty((0, *v.row_shape), dtype=v.dtype)
+            if arena is not None:
+                return arena.take(index)
+            return np.asarray(v.array.oindex[index])
+        if isinstance(index, int):
+            if arena is not None:
+                return arena.row(index)
+            return np.asarray(v.array[index])
+        if arena is not None:
+            if index.step == 1:
+                return arena.rows_of(index)
+            arena.ensure_range(index.start, index.stop)
+            return arena.buf[index].copy()
+        if index.stop <= index.start:
+            return np.empty((0, *v.row_shape), dtype=v.dtype)
+        return np.asarray(v.array[index])
+
+    # ------------------------------------------------------------------ writes
+    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
+        self._check_writable()
+        ph = self._phase(data_id, phase, create=True)
+        v = ph.vars.get(var)
+        if v is None and var in ph.order:
+            v = self._var(data_id, phase, var)
+        if v is None:
+            if data.dtype.kind not in "biufc":
+                raise ShapeMismatchError(f"cannot store dtype {data.dtype} in var {var!r}.")
+            v = _Var(np.dtype(data.dtype), tuple(data.shape[1:]))
+            ph.vars[var] = v
+            if var not in ph.order and not var.startswith("."):  # dotted: storegate's temporaries
+                ph.order.append(var)
+        else:
+            check_row_shape(data, v.row_shape, var)
+            data = cast_for_write(data, v.dtype, var)
+        self._cache.drop((data_id, phase, var))
+        self._push(ph, var, v, data)
+
+    def _push(self, ph: _Phase, name: str, v: _Var, data: np.ndarray) -> None:
+        """Buffer ``data``; write every whole chunk that the buffer now completes."""
+        s = self._settings
+        n = data.shape[0]
+        if n == 0:
+            return
+        if v.array is None:
+            target = _target_rows(v, s)
+            if v.pending_rows + n < target:
+                v.pending.append(np.array(data, copy=True))
+                v.pending_rows += n
+                return
+            _create_array(ph, name, v, s, target)
+            created = True
+        else:
+            created = False
+        rows = v.chunk_rows
+        total = v.committed + v.pending_rows + n
+        boundary = (total // rows) * rows
+        if boundary > v.committed:
+            need = boundary - v.committed - v.pending_rows  # rows taken from data
+            parts = [*v.pending, data[:need]]
+            block = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            _write_rows(v, block)
+            rest = data[need:]
+            v.pending = [np.array(rest, copy=True)] if rest.shape[0] else []
+            v.pending_rows = int(rest.shape[0])
+        else:
+            v.pending.append(np.array(data, copy=True))
+            v.pending_rows += n
+        if created:
+            _commit_order(ph)
+
+    def flush(self) -> None:
+        if os.getpid() != self._pid or self._root is None:
+            return
+        for (data_id, phase), ph in list(self._phases.items()):
+            for name, v in list(ph.vars.items()):
+                if v.pending:
+                    _flush_var(ph, name, v, self._settings)
+                    self._cache.drop((data_id, phase, name))
+
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+        self._check_writable()
+        v = self._ready(data_id, phase, var)
+        if v.array is None:
+            if isinstance(index, np.ndarray) and index.size == 0:
+                return
+            raise ShapeMismatchError(f"var {var!r} has no rows to write into.")
+        data = np.asarray(data, dtype=v.dtype)
+        if isinstance(index, np.ndarray):
+            if index.size == 0:
+                return
+            # numpy semantics: with repeated rows the last value wins
+            order = np.argsort(index, kind="stable")
+            sorted_idx = index[order]
+            last = np.ones(sorted_idx.size, dtype=bool)
+            last[:-1] = sorted_idx[1:] != sorted_idx[:-1]
+            v.array.oindex[sorted_idx[last]] = data[order[last]]
+        else:
+            v.array[index] = data
+        arena = self._cache.get((data_id, phase, var))
+        if arena is not None:
+            arena.update(index, data)
+
+    def create(
+        self, data_id: str, phase: str, var: str, shape: tuple[int, ...], dtype: np.dtype
+    ) -> None:
+        self._check_writable()
+        ph = self._phase(data_id, phase, create=True)
+        if var in ph.order:
+            raise VarExistsError(f"var {var!r} already exists in {data_id}/{phase}.")
+        v = _Var(np.dtype(dtype), tuple(shape[1:]))
+        rows = _target_rows(v, self._settings)
+        if not self._settings.chunk:
+            rows = min(rows, _next_pow2(max(1, shape[0])))
+        _create_array(ph, var, v, self._settings, rows)
+        v.array.resize(tuple(shape))
+        ph.vars[var] = v
+        if not var.startswith("."):
+            ph.order.append(var)
+        _commit_order(ph)
+
+    def delete(self, data_id: str, phase: str, var: str) -> None:
+        self._check_writable()
+        ph = self._phase(data_id, phase)
+        v = self._var(data_id, phase, var)
+        if var in ph.order:
+            ph.order.remove(var)
+        ph.vars.pop(var, None)
+        self._cache.drop((data_id, phase, var))
+        if ph.group is not None:
+            _commit_order(ph)  # the var is gone for readers from here on
+            if v.array is not None and var in ph.group:
+                del ph.group[var]
+
+    def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
+        self._check_writable()
+        ph = self._phase(data_id, phase)
+        v = self._ready(data_id, phase, src)
+        if v.array is None:
+            _flush_var(ph, src, v, self._settings)
+        files = self._files
+        if files is None or not files.supported:
+            raise StoregateError(
+                f"renaming vars is not supported on {self.describe()} (no directory access)."
+            )
+        rel = f"{data_id}/{phase}"
+        replaced = dst in ph.order or dst in ph.vars
+        if replaced:
+            self._ready(data_id, phase, dst)
+            files.move(f"{rel}/{dst}", f"{rel}/{_OLD_PREFIX}{dst}")
+        files.move(f"{rel}/{src}", f"{rel}/{dst}")
+        # from here the new data are in place; the order below makes it official
+        if not replaced:
+            if src in ph.order:
+                ph.order[ph.order.index(src)] = dst
+            else:
+                ph.order.append(dst)
+        elif src in ph.order:
+            ph.order.remove(src)
+        for name in (src, dst):
+            ph.vars.pop(name, None)
+            self._cache.drop((data_id, phase, name))
+        _commit_order(ph)
+        if replaced:
+            files.remove(f"{rel}/{_OLD_PREFIX}{dst}")
+
+    def close(self) -> None:
+        self.flush()
+        self._cache.clear()
+        self._phases.clear()
+        self._root = None
+
+    def chunk_layout(self, data_id: str, phase: str, var: str) -> dict[str, Any]:
+        """Chunk rows and codec of a var (for ``storegate info`` and samplers)."""
+        v = self._var(data_id, phase, var)
+        return {
+            "chunk_rows": v.chunk_rows or _target_rows(v, self._settings),
+            "codec": _describe_codecs(v.array) if v.array is not None else "pending",
+        }
+
+    def read_many(
+        self, data_id: str, phase: str, vars: Sequence[str], index: Index
+    ) -> list[np.ndarray]:
+        return [self.read(data_id, phase, v, index) for v in vars]
+
+
+_register_exit_hook()
