@@ -9,10 +9,10 @@ Examples
 >>> from storegate.arrays import cast_for_write
 >>> cast_for_write(np.array([1, 2]), np.dtype("f4"), "x").dtype
 dtype('float32')
->>> cast_for_write(np.array([1.5]), np.dtype("i8"), "label")
+>>> cast_for_write(np.array([1.5]), np.dtype("i8"), "label")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-storegate.errors.DtypeError: cannot write float64 data into var 'label' of dtype int64 without losing values; convert the var first (sg.astype('label', 'float64')) or cast the data yourself (data.astype('int64')).
+storegate.errors.DtypeError: cannot write float64 data into var 'label' of dtype int64 ...
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import DtypeError, ShapeMismatchError
 
-__all__ = ["as_array", "cast_for_write", "check_storable_dtype", "check_row_shape"]
+__all__ = ["as_array", "cast_for_write", "check_row_shape", "check_storable_dtype"]
 
 
 def check_storable_dtype(dtype: Any, what: str = "data") -> np.dtype:

@@ -100,8 +100,11 @@ class InconsistentLengthError(StoregateError, ValueError):
     """Vars of one phase have different lengths, so the phase cannot be compiled."""
 
 
-class InvalidIndexError(StoregateError, IndexError, TypeError):
-    """An index of a type or form storegate does not accept (float, 2-D, wrong mask length)."""
+class InvalidIndexError(StoregateError, IndexError, TypeError, ValueError):
+    """An index of a type or form storegate does not accept (float, 2-D, wrong mask length).
+
+    Also a ``ValueError``: multiml raised ``ValueError('Un supported index: ...')`` for index
+    types it did not take."""
 
 
 class IndexOutOfRangeError(InvalidIndexError):

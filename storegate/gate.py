@@ -38,13 +38,15 @@ from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dt
 from .backends.base import Backend, VarInfo
 from .backends.registry import get_backend
 from .errors import (
+    BackendNotFoundError,
     DtypeError,
     InconsistentLengthError,
+    InvalidArgumentError,
     InvalidNameError,
+    InvalidPhaseError,
     NoDataIdError,
     SelectionError,
     ShapeMismatchError,
-    StoregateError,
     UnsupportedOperationError,
     VarExistsError,
     VarNotFoundError,
@@ -100,7 +102,7 @@ class _Op:
 def _make_backend(backend: Any, backend_args: dict[str, Any]) -> tuple[str, Backend]:
     if isinstance(backend, Backend):
         if backend_args:
-            raise StoregateError(
+            raise InvalidArgumentError(
                 "backend_args cannot be applied to an already constructed backend instance; "
                 "pass the class (or its name) with backend_args, or configure the instance."
             )
@@ -110,7 +112,7 @@ def _make_backend(backend: Any, backend_args: dict[str, Any]) -> tuple[str, Back
     elif isinstance(backend, str):
         cls = get_backend(backend)
     else:
-        raise StoregateError(
+        raise BackendNotFoundError(
             f"backend must be a backend name (str), a Backend subclass or instance, got "
             f"{backend!r}."
         )
@@ -118,7 +120,7 @@ def _make_backend(backend: Any, backend_args: dict[str, Any]) -> tuple[str, Back
         return cls.name, cls(**backend_args)
     except TypeError as err:
         if "unexpected keyword" in str(err) or "positional argument" in str(err):
-            raise StoregateError(
+            raise InvalidArgumentError(
                 f"backend_args {backend_args!r} do not fit backend {cls.name!r}: {err}. See "
                 f"help({cls.__module__}.{cls.__qualname__}) for its options."
             ) from None
@@ -135,6 +137,24 @@ def _row_dtype_shape(infos: Sequence[VarInfo], names: Sequence[str]) -> tuple[tu
             "them as a list (['a', 'b']) to get one array per var."
         )
     return next(iter(shapes)), np.result_type(*[i.dtype for i in infos])
+
+
+def _name_list(var_names: Any) -> list[str]:
+    """``var_names`` (a str, or a list/tuple of str) as a list, for calls that handle each var
+    on its own (delete, create_empty, astype, ...)."""
+    if isinstance(var_names, str):
+        return [var_names]
+    if not isinstance(var_names, list | tuple):
+        raise InvalidArgumentError(
+            f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str or "
+            "a list of str."
+        )
+    for v in var_names:
+        if not isinstance(v, str):
+            raise InvalidNameError(
+                f"var names must be str, got {type(v).__name__} {v!r} in {var_names!r}."
+            )
+    return list(var_names)
 
 
 class StoreGate:
@@ -356,8 +376,11 @@ class StoreGate:
         --------
         >>> sg = StoreGate(data_id="d")
         >>> sg.add_data("x", np.zeros(10), phase=(0.6, 0.2, 0.2))
-        >>> sg.get_metadata()
-        {'compiled': True, 'total_events': [6, 2, 2], 'sizes': {'train': 6, 'valid': 2, 'test': 2, 'all': 10}, 'valid_phases': ['train', 'valid', 'test']}
+        >>> meta = sg.get_metadata()
+        >>> meta["compiled"], meta["total_events"], meta["valid_phases"]
+        (True, [6, 2, 2], ['train', 'valid', 'test'])
+        >>> meta["sizes"]
+        {'train': 6, 'valid': 2, 'test': 2, 'all': 10}
         """
         return self._compiled(self._require_data_id()).as_dict()
 
@@ -418,7 +441,7 @@ class StoreGate:
             return self._db.info(data_id, ph, var_names).row_shape
         if isinstance(var_names, list | tuple):
             return [self.get_var_shapes(v, ph) for v in var_names]
-        raise StoregateError(
+        raise InvalidArgumentError(
             f"invalid type of var_names: {var_names!r}; give a str or a list of str."
         )
 
@@ -470,15 +493,19 @@ class StoreGate:
             names: tuple[str, ...] = (var_names,)
         elif isinstance(var_names, tuple) and all(isinstance(v, str) for v in var_names):
             names = var_names
+            if not names:
+                raise InvalidArgumentError(
+                    "var_names is an empty tuple; give at least one var name, e.g. ('x',)."
+                )
         else:
-            raise StoregateError(
+            raise InvalidArgumentError(
                 f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, "
                 "a tuple of str or a list."
             )
         meta = self._meta.get(data_id)
         if meta is None or not meta.compiled:
             meta = self._compiled(data_id)
-        ph = phase if phase in PHASES else check_phase(phase)
+        ph = phase if isinstance(phase, str) and phase in PHASES else check_phase(phase)
         if ph != ALL:
             idx = indexing.normalize(index, meta.total_events[PHASES.index(ph)])
             return self._read_phase(data_id, ph, names, single, idx)
@@ -546,8 +573,13 @@ class StoreGate:
         return out
 
     # ------------------------------------------------------------------ writing
-    def _columns(self, var_names: Any, data: Any, what: str) -> list[tuple[str, Any]]:
-        """Split (var_names, data) into (var, column data) pairs, multiml's var-name rules."""
+    def _columns(
+        self, var_names: Any, data: Any, what: str, stacklevel: int = 4
+    ) -> list[tuple[str, Any]]:
+        """Split (var_names, data) into (var, column data) pairs, multiml's var-name rules.
+
+        ``stacklevel`` makes the "arrays ignored" warning point at the user's call (4: the
+        caller of ``update_data`` or of a view's ``[...] = data``; 3: of ``add_data``)."""
         if isinstance(var_names, str):
             check_name(var_names)
             return [(var_names, data)]
@@ -566,7 +598,7 @@ class StoreGate:
                 )
             return [(v, arr[:, j]) for j, v in enumerate(var_names)]
         if isinstance(var_names, list):
-            if isinstance(data, np.ndarray) or isinstance(data, list | tuple):
+            if isinstance(data, np.ndarray | list | tuple):
                 items = list(data)
             else:
                 raise ShapeMismatchError(
@@ -583,7 +615,7 @@ class StoreGate:
                     f"{what}: {len(items)} arrays given for {len(var_names)} var names; the "
                     f"last {len(items) - len(var_names)} are ignored (as multiml did).",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=stacklevel,
                 )
             out: list[tuple[str, Any]] = []
             for v, d in zip(var_names, items, strict=False):
@@ -592,7 +624,7 @@ class StoreGate:
             if len(set(names)) != len(names):
                 raise InvalidNameError(f"var_names {var_names!r} name a var twice.")
             return out
-        raise StoregateError(
+        raise InvalidArgumentError(
             f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, a "
             "tuple of str or a list."
         )
@@ -674,7 +706,7 @@ class StoreGate:
         compiled_sizes = None
         if isinstance(phase, str) and check_phase(phase) == ALL:
             compiled_sizes = self._compiled(data_id).sizes()
-        for var, column in self._columns(var_names, data, "add_data"):
+        for var, column in self._columns(var_names, data, "add_data", stacklevel=3):
             arr = as_array(column, f"data for var {var!r}")
             perm = self._shuffle_perm(shuffle, arr.shape[0])
             if perm is not None:
@@ -732,13 +764,21 @@ class StoreGate:
         is_name = isinstance(phase, str)
         ph_name = check_phase(phase) if is_name else None
         if not whole and not is_name:
-            raise StoregateError(
+            raise InvalidPhaseError(
                 f"update_data with index={index!r} needs a single phase or 'all', got phase "
                 f"{phase!r}; write each phase separately."
             )
         compiled = self._compiled(data_id) if ph_name == ALL else None
+        one_row = not whole and isinstance(index, int | np.integer) and not isinstance(
+            index, bool | np.bool_
+        )
         for var, column in self._columns(var_names, data, "update_data"):
-            arr = as_array(column, f"data for var {var!r}")
+            arr: np.ndarray
+            if one_row and np.ndim(column) == 0:
+                # one row of a 1-D var may be given as a scalar, as in numpy (a[i] = 5)
+                arr = as_array([column], f"data for var {var!r}").reshape(())
+            else:
+                arr = as_array(column, f"data for var {var!r}")
             if whole:
                 sizes = compiled.sizes() if compiled is not None else None
                 for ph, a, b in split(phase, arr.shape[0], sizes):
@@ -814,13 +854,16 @@ class StoreGate:
         ((4, 4), 8)
         """
         data_id = self._require_data_id()
-        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        names = _name_list(var_names)
         for v in names:
             check_name(v)
         if isinstance(shape, int | np.integer):
             shape = (int(shape),)
         try:
             full = tuple(int(s) for s in shape)
+            if not all(isinstance(s, int | np.integer) and not isinstance(s, bool)
+                       for s in shape):
+                raise TypeError
         except (TypeError, ValueError):
             raise ShapeMismatchError(
                 f"shape must be a tuple of ints like (N, 3), got {shape!r}."
@@ -857,10 +900,7 @@ class StoreGate:
         self._delete_data(self._require_data_id(), var_names, phase, do_compile)
 
     def _delete_data(self, data_id: str, var_names: Any, phase: Any, do_compile: bool) -> None:
-        names = [var_names] if isinstance(var_names, str) else list(var_names)
-        for v in names:
-            if not isinstance(v, str):
-                raise InvalidNameError(f"var names must be str, got {v!r}.")
+        names = _name_list(var_names)
         phases = phase_list(phase)
         todo = [(p, v) for p in phases for v in names if self._db.has_var(data_id, p, v)]
         skipped = [v for v in names if not any(v == t for _, t in todo)]
@@ -937,7 +977,7 @@ class StoreGate:
         make_fn: Callable[[str, str, VarInfo], Callable[[np.ndarray], np.ndarray]],
     ) -> None:
         data_id = self._require_data_id()
-        names = [var_names] if isinstance(var_names, str) else list(var_names)
+        names = _name_list(var_names)
         phases = phase_list(phase)
         if check_phase(phase) == ALL:
             phases = [p for p in phases if any(self._db.has_var(data_id, p, v) for v in names)]
@@ -982,7 +1022,7 @@ class StoreGate:
                [0., 0., 1.]])
         """
         if not isinstance(num_classes, int | np.integer) or num_classes < 1:
-            raise StoregateError(f"num_classes must be a positive int, got {num_classes!r}.")
+            raise InvalidArgumentError(f"num_classes must be a positive int, got {num_classes!r}.")
         data_id = self._require_data_id()
         eye = np.identity(int(num_classes))
 
@@ -996,7 +1036,7 @@ class StoreGate:
             for start in range(0, info.length, step):
                 block = self._db.read(data_id, p, v, slice(start, min(info.length, start + step)))
                 if block.size and (block.min() < 0 or block.max() >= num_classes):
-                    raise StoregateError(
+                    raise InvalidArgumentError(
                         f"onehot: var {v!r} in phase {p!r} has labels in [{block.min()}, "
                         f"{block.max()}], outside [0, {num_classes}); pass a larger num_classes."
                     )
@@ -1022,7 +1062,7 @@ class StoreGate:
             if not isinstance(axis, int | np.integer) or not -ndim <= axis < ndim or (
                 axis % ndim == 0
             ):
-                raise StoregateError(
+                raise InvalidArgumentError(
                     f"argmax axis {axis!r} is invalid for var {v!r} of shape {info.shape}: "
                     f"use 1..{ndim - 1} (axis 0 is the sample axis)."
                 )
@@ -1046,10 +1086,18 @@ class StoreGate:
         (True, [0, 2, 4])
         """
         data_id = self._require_data_id()
+        phases = phase_list(phase)  # validate everything before the store is touched
+        try:
+            np.random.default_rng(seed)
+        except (TypeError, ValueError) as err:
+            raise InvalidArgumentError(
+                f"shuffle seed {seed!r} cannot seed numpy.random.default_rng ({err}); pass a "
+                "non-negative int."
+            ) from None
         meta = self._compiled(data_id)
         self._db._check_writable()
         self._invalidate(data_id)
-        for p in phase_list(phase):
+        for p in phases:
             names = self._db.var_names(data_id, p)
             n = meta.sizes()[p]
             if not names or n < 2:

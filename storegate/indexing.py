@@ -95,22 +95,23 @@ def _from_array(arr: np.ndarray, length: int, index: Any) -> np.ndarray:
                 f"boolean mask of length {arr.shape[0]} does not match the {length} rows it "
                 "selects from; give one bool per row."
             )
-        return np.flatnonzero(arr)
+        return np.flatnonzero(arr).astype(np.int64, copy=False)
     if arr.size == 0:
         return np.empty(0, dtype=np.int64)
     if arr.dtype.kind not in "iu":
         raise InvalidIndexError(
             f"index array of dtype {arr.dtype} is not allowed (got {_short(index)}); {_HINT}."
         )
-    out = arr.astype(np.int64, copy=False)
-    lo = int(out.min())
-    hi = int(out.max())
+    # range-check before the cast: uint64 values >= 2**63 would wrap to negative rows
+    lo = int(arr.min())
+    hi = int(arr.max())
     if lo < -length or hi >= length:
         bad = lo if lo < -length else hi
         raise IndexOutOfRangeError(
             f"index {bad} in {_short(index)} is out of range for {length} rows; valid rows "
             f"are 0..{length - 1} (negative values count from the end)."
         )
+    out = arr.astype(np.int64, copy=False)
     if lo < 0:
         out = np.where(out < 0, out + length, out)
     return out

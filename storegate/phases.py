@@ -35,7 +35,7 @@ import numpy as np
 
 from .errors import InvalidPhaseError, UnknownPhaseError
 
-__all__ = ["ALL", "PHASES", "FRACTION_TOLERANCE", "check_phase", "phase_list", "split"]
+__all__ = ["ALL", "FRACTION_TOLERANCE", "PHASES", "check_phase", "phase_list", "split"]
 
 PHASES: tuple[str, str, str] = ("train", "valid", "test")
 ALL = "all"

@@ -188,6 +188,8 @@ class NumpyBackend(Backend):
     def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
         cols = self._vars(data_id, phase)
         col = self._column(data_id, phase, src)
+        if dst == src:
+            return
         if dst in cols:
             cols[dst] = col
             del cols[src]

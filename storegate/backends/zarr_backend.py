@@ -275,6 +275,12 @@ def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: 
     """Write buffered rows (when a backend is collected, and at interpreter exit)."""
     if os.getpid() != pid:
         return
+    if threading.current_thread().name == "zarr_io":
+        # garbage collection ran inside zarr's event-loop thread, where zarr's synchronous API
+        # cannot be called: write from a thread of our own (non-daemon, so it finishes)
+        threading.Thread(target=_flush_all, args=(phases, settings, pid),
+                         name="storegate-flush").start()
+        return
     for (_, _), ph in list(phases.items()):
         for name, var in list(ph.vars.items()):
             if var.pending:
@@ -893,6 +899,8 @@ class ZarrBackend(Backend):
         self._check_writable()
         ph = self._phase(data_id, phase)
         v = self._ready(data_id, phase, src)
+        if src == dst:
+            return
         if v.array is None:
             _flush_var(ph, src, v, self._settings)
         files = self._files

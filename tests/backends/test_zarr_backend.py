@@ -200,7 +200,7 @@ def test_fsspec_memory_url(tmp_path: Path) -> None:
 
 def test_modes(tmp_path: Path) -> None:
     path = tmp_path / "s.zarr"
-    with pytest.raises(storegate.StoreNotFoundError, match="s.zarr"):
+    with pytest.raises(storegate.StoreNotFoundError, match=r"s\.zarr"):
         StoreGate("zarr", {"output_dir": str(path), "mode": "r"})
     assert not path.exists()
     sg = StoreGate("zarr", {"output_dir": str(path), "mode": "w-"}, data_id="a")
@@ -251,7 +251,7 @@ def test_foreign_and_damaged_stores_give_clear_errors(tmp_path: Path) -> None:
     bad = tmp_path / "bad.zarr"
     bad.mkdir()
     (bad / "zarr.json").write_text("{ this is not json")
-    with pytest.raises(storegate.CorruptStoreError, match="bad.zarr"):
+    with pytest.raises(storegate.CorruptStoreError, match=r"bad\.zarr"):
         StoreGate("zarr", {"output_dir": str(bad)})
     # a var whose array vanished behind storegate's back
     path = tmp_path / "s.zarr"

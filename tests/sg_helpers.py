@@ -1,0 +1,52 @@
+"""Helpers shared by the facade tests (imported as ``from sg_helpers import ...``)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+import pytest
+
+from storegate import StoreGate
+from storegate.phases import PHASES
+
+
+def zarr_backend_available() -> bool:
+    """Whether the zarr backend module exists (it is written separately from the core)."""
+    return importlib.util.find_spec("storegate.backends.zarr_backend") is not None
+
+
+ZARR_MISSING_REASON = "storegate/backends/zarr_backend.py does not exist yet"
+
+requires_zarr_backend = pytest.mark.skipif(
+    not zarr_backend_available(), reason=ZARR_MISSING_REASON
+)
+
+
+def snapshot(sg: StoreGate) -> dict[str, Any]:
+    """Everything a failed call must leave unchanged: data_ids, var names and order per phase,
+    dtype and content of every var, and the persisted attributes (compile state)."""
+    db = sg.db
+    out: dict[str, Any] = {"current": sg.data_id}
+    for data_id in db.data_ids():
+        entry: dict[str, Any] = {"attrs": db.get_attrs(data_id)}
+        for phase in PHASES:
+            names = db.var_names(data_id, phase)
+            cols = {}
+            for v in names:
+                info = db.info(data_id, phase, v)
+                data = db.read(data_id, phase, v, slice(0, info.length, 1))
+                cols[v] = (str(data.dtype), data.shape, data.tobytes())
+            entry[phase] = (names, cols)
+        out[data_id] = entry
+    return out
+
+
+def assert_array_equal_exact(got: Any, expected: Any) -> None:
+    """Values, shape and dtype all equal."""
+    exp = np.asarray(expected)
+    assert isinstance(got, np.ndarray), f"expected an ndarray, got {type(got).__name__}"
+    assert got.shape == exp.shape, (got.shape, exp.shape)
+    assert got.dtype == exp.dtype, (got.dtype, exp.dtype)
+    np.testing.assert_array_equal(got, exp)
