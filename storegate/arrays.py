@@ -91,8 +91,12 @@ def check_row_shape(data: np.ndarray, row_shape: tuple[int, ...], var: str) -> N
         raise ShapeMismatchError(
             f"var {var!r} has rows of shape {tuple(row_shape)}, but the data have rows of shape "
             f"{tuple(data.shape[1:])} (data shape {tuple(data.shape)}); reshape the data to "
-            f"(N, {', '.join(map(str, row_shape))}{',' if len(row_shape) == 1 else ''})."
+            f"{_shape_text(row_shape)}."
         )
+
+
+def _shape_text(row_shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, row_shape)]) + ("," if not row_shape else "") + ")"
 
 
 def cast_for_write(data: np.ndarray, dtype: np.dtype, var: str) -> np.ndarray:

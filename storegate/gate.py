@@ -24,6 +24,8 @@ array([[0, 0],
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import logging
 import sys
 import warnings
@@ -116,15 +118,25 @@ def _make_backend(backend: Any, backend_args: dict[str, Any]) -> tuple[str, Back
             f"backend must be a backend name (str), a Backend subclass or instance, got "
             f"{backend!r}."
         )
-    try:
-        return cls.name, cls(**backend_args)
-    except TypeError as err:
-        if "unexpected keyword" in str(err) or "positional argument" in str(err):
+    _check_backend_args(cls, backend_args)
+    return cls.name, cls(**backend_args)
+
+
+def _check_backend_args(cls: type[Backend], backend_args: dict[str, Any]) -> None:
+    """Refuse options the backend's constructor does not take, with a "did you mean"."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = [n for n, p in params.items() if n != "self" and p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for key in backend_args:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            guess = f" Did you mean {close[0]!r}?" if close else ""
             raise InvalidArgumentError(
-                f"backend_args {backend_args!r} do not fit backend {cls.name!r}: {err}. See "
-                f"help({cls.__module__}.{cls.__qualname__}) for its options."
-            ) from None
-        raise
+                f"backend {cls.name!r} has no option {key!r}.{guess} Its options: "
+                f"{', '.join(known)} (see help({cls.__module__}.{cls.__qualname__}))."
+            )
 
 
 def _row_dtype_shape(infos: Sequence[VarInfo], names: Sequence[str]) -> tuple[tuple[int, ...],

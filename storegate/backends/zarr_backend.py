@@ -322,11 +322,34 @@ def _target_rows(var: _Var, settings: _Settings) -> int:
     return max(1, settings.chunk_bytes // var.row_bytes)
 
 
+def _grown_view(arr: Any, shape: tuple[int, ...]) -> Any:
+    """The array with a larger shape *in memory only*: writes through it store chunks but not
+    the new shape, so a reader (or a crash) still sees the old length until ``resize``."""
+    import zarr
+    from zarr.core.array import AsyncArray
+
+    inner = arr._async_array
+    return zarr.Array(AsyncArray(metadata=inner.metadata.update_shape(shape),
+                                 store_path=inner.store_path, config=inner.config))
+
+
 def _write_rows(var: _Var, block: np.ndarray) -> None:
+    """Append rows: chunk data first, then the committed length (the array's shape).
+
+    A process killed in between leaves the var at its old length with its old content (chunk
+    files are replaced atomically on local stores), never with rows that were not written.
+    """
     start = var.committed
     stop = start + block.shape[0]
-    var.array.resize((stop, *var.row_shape))
-    var.array[start:stop] = block
+    shape = (stop, *var.row_shape)
+    try:
+        grown = _grown_view(var.array, shape)
+    except (AttributeError, TypeError):  # a zarr without these internals: length first
+        var.array.resize(shape)
+        var.array[start:stop] = block
+        return
+    grown[start:stop] = block
+    var.array.resize(shape)
 
 
 def _flush_var(ph: _Phase, name: str, var: _Var, settings: _Settings) -> None:
