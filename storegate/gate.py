@@ -24,6 +24,7 @@ array([[0, 0],
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import logging
@@ -35,9 +36,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from . import indexing
+from . import indexing, transforms
 from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dtype
-from .backends.base import Backend, VarInfo
+from .backends.base import TEMP_PREFIX, Backend, VarInfo
 from .backends.registry import get_backend
 from .errors import (
     BackendNotFoundError,
@@ -63,8 +64,6 @@ logger = logging.getLogger("storegate")
 
 _META_KEY = "storegate"
 _META_VERSION = 1
-_TMP_PREFIX = ".sg-tmp-"
-_BLOCK_BYTES = 32 << 20
 
 
 @dataclass
@@ -137,6 +136,22 @@ def _check_backend_args(cls: type[Backend], backend_args: dict[str, Any]) -> Non
                 f"backend {cls.name!r} has no option {key!r}.{guess} Its options: "
                 f"{', '.join(known)} (see help({cls.__module__}.{cls.__qualname__}))."
             )
+
+
+def _flat_names(var_names: Any) -> list[str]:
+    """Every var name in a str / tuple / (nested) list of var names."""
+    if isinstance(var_names, str):
+        return [var_names]
+    if isinstance(var_names, tuple | list):
+        return [n for v in var_names for n in _flat_names(v)]
+    raise InvalidArgumentError(
+        f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, a tuple "
+        "of str or a list."
+    )
+
+
+def _tier_has(db: Backend, data_id: str, phase: str, var: str) -> bool:
+    return data_id in db.data_ids() and db.has_var(data_id, phase, var)
 
 
 def _row_dtype_shape(infos: Sequence[VarInfo], names: Sequence[str]) -> tuple[tuple[int, ...],
@@ -497,23 +512,26 @@ class StoreGate:
         """
         return self._get_data(self._require_data_id(), var_names, phase, index)
 
-    def _get_data(self, data_id: str, var_names: Any, phase: Any, index: Any) -> Any:
-        if isinstance(var_names, list):
-            return [self._get_data(data_id, v, phase, index) for v in var_names]
-        single = isinstance(var_names, str)
-        if single:
-            names: tuple[str, ...] = (var_names,)
-        elif isinstance(var_names, tuple) and all(isinstance(v, str) for v in var_names):
-            names = var_names
-            if not names:
+    @staticmethod
+    def _read_names(var_names: Any) -> tuple[tuple[str, ...], bool]:
+        """``(names, single)`` for a str or tuple of var names to read."""
+        if isinstance(var_names, str):
+            return (var_names,), True
+        if isinstance(var_names, tuple) and all(isinstance(v, str) for v in var_names):
+            if not var_names:
                 raise InvalidArgumentError(
                     "var_names is an empty tuple; give at least one var name, e.g. ('x',)."
                 )
-        else:
-            raise InvalidArgumentError(
-                f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, "
-                "a tuple of str or a list."
-            )
+            return var_names, False
+        raise InvalidArgumentError(
+            f"{type(var_names)} is not supported for var_names ({var_names!r}); give a str, "
+            "a tuple of str or a list."
+        )
+
+    def _get_data(self, data_id: str, var_names: Any, phase: Any, index: Any) -> Any:
+        if isinstance(var_names, list):
+            return [self._get_data(data_id, v, phase, index) for v in var_names]
+        names, single = self._read_names(var_names)
         meta = self._meta.get(data_id)
         if meta is None or not meta.compiled:
             meta = self._compiled(data_id)
@@ -523,11 +541,14 @@ class StoreGate:
             return self._read_phase(data_id, ph, names, single, idx)
         return self._read_all(data_id, meta, names, single, index)
 
-    def _infos(self, data_id: str, phase: str, names: Sequence[str]) -> list[VarInfo]:
+    def _infos(
+        self, data_id: str, phase: str, names: Sequence[str], db: Backend | None = None
+    ) -> list[VarInfo]:
+        db = db or self._db
         try:
-            return [self._db.info(data_id, phase, v) for v in names]
+            return [db.info(data_id, phase, v) for v in names]
         except VarNotFoundError:
-            present = self._db.var_names(data_id, phase)
+            present = db.var_names(data_id, phase)
             missing = [v for v in names if v not in present]
             raise VarNotFoundError(
                 f"var_name {missing[0]!r} does not exist in {data_id!r}, phase {phase!r}; vars "
@@ -535,18 +556,20 @@ class StoreGate:
             ) from None
 
     def _read_phase(
-        self, data_id: str, phase: str, names: tuple[str, ...], single: bool, idx: indexing.Index
+        self, data_id: str, phase: str, names: tuple[str, ...], single: bool,
+        idx: indexing.Index, db: Backend | None = None,
     ) -> Any:
+        db = db or self._db
         if single:
             try:
-                out = self._db.read(data_id, phase, names[0], idx)
+                out = db.read(data_id, phase, names[0], idx)
             except VarNotFoundError:
-                self._infos(data_id, phase, names)
+                self._infos(data_id, phase, names, db)
                 raise
             return out[()] if out.ndim == 0 else out
-        infos = self._infos(data_id, phase, names)
+        infos = self._infos(data_id, phase, names, db)
         row_shape, dtype = _row_dtype_shape(infos, names)
-        parts = self._db.read_many(data_id, phase, names, idx)
+        parts = db.read_many(data_id, phase, names, idx)
         if isinstance(idx, int):
             return np.stack(parts).astype(dtype, copy=False)
         n = parts[0].shape[0] if parts else 0
@@ -945,43 +968,6 @@ class StoreGate:
         self._compile(data_id, reset=False)
 
     # ------------------------------------------------------------------ transforms
-    def _rewrite(
-        self,
-        data_id: str,
-        phase: str,
-        var: str,
-        fn: Callable[[np.ndarray], np.ndarray],
-        order: np.ndarray | None = None,
-    ) -> None:
-        """Write ``fn`` of the var (rows in ``order`` if given) to a temporary var, block by
-        block, then swap it in. On any error the old var is left as it was."""
-        db = self._db
-        info = db.info(data_id, phase, var)
-        row_bytes = max(1, info.nbytes // max(1, info.length))
-        step = max(1, _BLOCK_BYTES // row_bytes)
-        tmp = _TMP_PREFIX + var
-        if db.has_var(data_id, phase, tmp):
-            db.delete(data_id, phase, tmp)
-        try:
-            if info.length == 0:
-                empty = fn(np.empty(info.shape, dtype=info.dtype))
-                db.create(data_id, phase, tmp, empty.shape, empty.dtype)
-            for start in range(0, info.length, step):
-                stop = min(info.length, start + step)
-                sel: indexing.Index = (
-                    slice(start, stop, 1) if order is None else order[start:stop]
-                )
-                db.append(data_id, phase, tmp, np.ascontiguousarray(fn(db.read(
-                    data_id, phase, var, sel))))
-            db.flush()
-            db.rename(data_id, phase, tmp, var)
-        except BaseException:
-            try:
-                if db.has_var(data_id, phase, tmp):
-                    db.delete(data_id, phase, tmp)
-            finally:
-                raise
-
     def _transform(
         self,
         var_names: Any,
@@ -1001,7 +987,9 @@ class StoreGate:
         self._db._check_writable()
         self._invalidate(data_id)
         for p, v, fn in plans:
-            self._rewrite(data_id, p, v, fn)
+            for db in self._db.holders(data_id, p, v):  # every tier holding a copy
+                transforms.replace_var(db, data_id, p, v,
+                                       transforms.map_blocks(db, data_id, p, v, fn))
         self._compile(data_id, reset=False)
 
     def astype(self, var_names: Any, dtype: Any, phase: Any = "train") -> None:
@@ -1044,7 +1032,7 @@ class StoreGate:
                     f"onehot needs integer labels, but var {v!r} in phase {p!r} has dtype "
                     f"{info.dtype}; convert it first: sg.astype({v!r}, 'i8', phase={p!r})."
                 )
-            step = max(1, _BLOCK_BYTES // max(1, info.nbytes // max(1, info.length)))
+            step = max(1, transforms.BLOCK_BYTES // max(1, info.nbytes // max(1, info.length)))
             for start in range(0, info.length, step):
                 block = self._db.read(data_id, p, v, slice(start, min(info.length, start + step)))
                 if block.size and (block.min() < 0 or block.max() >= num_classes):
@@ -1116,7 +1104,9 @@ class StoreGate:
                 continue
             perm = np.random.default_rng(seed).permutation(n)
             for v in names:
-                self._rewrite(data_id, p, v, lambda a: a, order=perm)
+                for db in self._db.holders(data_id, p, v):  # both tiers of a hybrid store
+                    transforms.replace_var(db, data_id, p, v,
+                                           transforms.shuffled_blocks(db, data_id, p, v, perm))
         self._compile(data_id, reset=False)
 
     # ------------------------------------------------------------------ hybrid (non-hybrid)
@@ -1133,15 +1123,80 @@ class StoreGate:
             return
         setter(mode)
 
+    def _read_whole(self, db: Backend, data_id: str, var_names: Any, phase: str) -> Any:
+        """``get_data(var_names, phase)`` answered by one given backend (a tier)."""
+        if isinstance(var_names, list):
+            return [self._read_whole(db, data_id, v, phase) for v in var_names]
+        names, single = self._read_names(var_names)
+        n = self._infos(data_id, phase, names[:1], db)[0].length
+        return self._read_phase(data_id, phase, names, single, slice(0, n, 1), db)
+
     def _tier_copy(self, method: str, var_names: Any, phase: Any, output_var_names: Any,
                    callback: Any) -> None:
-        mover = getattr(self._db, method, None)
-        if mover is None:
+        tier = getattr(self._db, "tier", None)
+        if tier is None:
             raise UnsupportedOperationError(
                 f"{method} is valid for only hybrid database ({self._backend}); use "
                 "StoreGate(backend='hybrid', ...)."
             )
-        mover(self, var_names, phase, output_var_names, callback)
+        data_id = self._require_data_id()
+        src, dst = (tier("zarr"), tier("numpy")) if method == "to_memory" else (
+            tier("numpy"), tier("zarr"))
+        names = [n for n in _flat_names(var_names)]
+        out_names = var_names if output_var_names is None else output_var_names
+        phases = phase_list(phase)
+        if check_phase(phase) == ALL:  # only the phases where the source tier has the vars
+            phases = [p for p in phases if any(_tier_has(src, data_id, p, v) for v in names)]
+        # 1. stage: read and transform everything before writing anything
+        staged: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
+        for p in phases:
+            missing = [v for v in names if not _tier_has(src, data_id, p, v)]
+            if missing:
+                where = "storage" if method == "to_memory" else "memory"
+                raise VarNotFoundError(
+                    f"{method}: var {missing[0]!r} is not in the {where} tier of data_id "
+                    f"{data_id!r}, phase {p!r}; nothing was copied."
+                )
+            data = self._read_whole(src, data_id, var_names, p)
+            new_names = out_names
+            if callback is not None:
+                new_names, data = callback(out_names, data)
+            columns = self._columns(new_names, data, method)
+            staged.append((p, [(v, as_array(c, f"data for var {v!r}")) for v, c in columns]))
+        if not staged:
+            raise VarNotFoundError(
+                f"{method}: none of {names} is in the source tier of data_id {data_id!r}; "
+                "nothing was copied."
+            )
+        # 2. write each var under a temporary name, then swap them all in
+        dst._check_writable()
+        self._invalidate(data_id)
+        dst.create_data_id(data_id)
+        written: list[tuple[str, str, str]] = []
+        try:
+            for p, columns in staged:
+                for v, arr in columns:
+                    tmp = TEMP_PREFIX + v
+                    if dst.has_var(data_id, p, tmp):
+                        dst.delete(data_id, p, tmp)
+                    written.append((p, v, tmp))
+                    if arr.shape[0]:
+                        dst.append(data_id, p, tmp, arr)
+                    else:
+                        dst.create(data_id, p, tmp, arr.shape, arr.dtype)
+            dst.flush()
+        except BaseException:
+            for p, _, tmp in written:
+                with contextlib.suppress(Exception):
+                    if dst.has_var(data_id, p, tmp):
+                        dst.delete(data_id, p, tmp)
+            raise
+        for p, v, tmp in written:
+            dst.rename(data_id, p, tmp, v)
+        enforce = getattr(self._db, "enforce_memory_limit", None)
+        if enforce is not None:
+            enforce()
+        self._compile(data_id, reset=False)
 
     def to_memory(
         self, var_names: Any, phase: Any = "train", output_var_names: Any = None,
@@ -1182,11 +1237,13 @@ class StoreGate:
             names = self._db.var_names(data_id, phase)
             if not names:
                 continue
+            tiers_of = getattr(self._db, "tiers_of", None)
             for v in names:
                 info = self._db.info(data_id, phase, v)
+                where = ",".join(tiers_of(data_id, phase, v)) if tiers_of else self._backend
                 shape = (None, *info.row_shape[1:]) if info.ragged else info.row_shape
                 vtype = info.dtype.str + (" (ragged)" if info.ragged else "")
-                rows.append([phase, self._backend, v, vtype, str(info.length), str(shape)])
+                rows.append([phase, where, v, vtype, str(info.length), str(shape)])
             rows.append("-")
         return rows
 

@@ -120,6 +120,15 @@ class Arena:
         if not window.all():
             self._load(np.arange(first, last + 1)[~window])
 
+    def covers(self, start: int, stop: int) -> bool:
+        """Whether every chunk holding rows ``start:stop`` is resident."""
+        if self.full:
+            return True
+        if stop <= start:
+            return True
+        first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
+        return bool(self.resident[first : last + 1].all())
+
     def take(self, index: np.ndarray) -> np.ndarray:
         """Rows at an int64 index array (any order, repeats allowed), as a new array."""
         self.ensure_rows(index)

@@ -39,7 +39,11 @@ import numpy as np
 
 from ..indexing import Index
 
-__all__ = ["Backend", "VarInfo"]
+__all__ = ["TEMP_PREFIX", "Backend", "VarInfo"]
+
+#: Vars whose names start with this are storegate's temporaries (user names cannot start with
+#: "."); backends store them like any var but never list them in ``var_names``.
+TEMP_PREFIX = ".sg-tmp-"
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,11 @@ class Backend(abc.ABC):
     def has_var(self, data_id: str, phase: str, var: str) -> bool:
         """Whether the var exists."""
         return var in self.var_names(data_id, phase)
+
+    def holders(self, data_id: str, phase: str, var: str) -> list[Backend]:
+        """The backends that store a copy of the var: ``[self]``, or each tier of a tiered
+        backend (whole-var rewrites then run in every copy's own storage)."""
+        return [self]
 
     @abc.abstractmethod
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:

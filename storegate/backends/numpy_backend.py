@@ -139,7 +139,8 @@ class NumpyBackend(Backend):
 
     # ------------------------------------------------------------------ vars
     def var_names(self, data_id: str, phase: str) -> list[str]:
-        return list(self._vars(data_id, phase))
+        # names starting with "." are storegate's temporaries, never listed
+        return [v for v in self._vars(data_id, phase) if not v.startswith(".")]
 
     def has_var(self, data_id: str, phase: str, var: str) -> bool:
         return var in self._vars(data_id, phase)

@@ -52,6 +52,7 @@ ENTRY_POINT_GROUP = "storegate.backends"
 _BUILTIN_FALLBACK = {
     "numpy": "storegate.backends.numpy_backend:NumpyBackend",
     "zarr": "storegate.backends.zarr_backend:ZarrBackend",
+    "hybrid": "storegate.backends.hybrid_backend:HybridBackend",
 }
 
 # What to install when a backend's module needs a library that is missing.

@@ -66,7 +66,7 @@ from ..errors import (
 from ..indexing import Index
 from ..phases import PHASES, check_phase
 from .arena import Arena, ArenaCache, default_cache_bytes
-from .base import Backend, VarInfo
+from .base import TEMP_PREFIX, Backend, VarInfo
 
 __all__ = ["ZarrBackend"]
 
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 _MODES = ("r", "r+", "a", "w", "w-")
 _META = "storegate"
 _OLD_PREFIX = ".sg-old-"
-_TMP_PREFIX = ".sg-tmp-"
 DEFAULT_CHUNK_BYTES = 4 << 20
 
 
@@ -212,6 +211,7 @@ class _Var:
     chunk_rows: int = 0
     pending: list[np.ndarray] = field(default_factory=list)
     pending_rows: int = 0
+    filler: Any = None  # reads rows straight from the chunks (see _filler)
 
     @property
     def committed(self) -> int:
@@ -306,6 +306,7 @@ def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: i
     if 0 in var.row_shape:
         kwargs["chunks"] = (rows, *(max(1, s) for s in var.row_shape))
     var.array = ph.group.create_array(**kwargs)
+    var.filler = None
 
 
 def _commit_order(ph: _Phase) -> None:
@@ -718,7 +719,7 @@ class ZarrBackend(Backend):
                     files.move(f"{rel}/{child}", f"{rel}/{name}")  # undo: old data back
                     logger.warning("storegate: restored var %r in %s after an interrupted "
                                    "rewrite", name, rel)
-            elif child.startswith(_TMP_PREFIX):
+            elif child.startswith(TEMP_PREFIX):
                 files.remove(f"{rel}/{child}")
 
     def _var(self, data_id: str, phase: str, var: str) -> _Var:
@@ -773,34 +774,44 @@ class ZarrBackend(Backend):
         nbytes = v.length * v.row_bytes
         if not self._cache.admits(nbytes):
             return None
-        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, _filler(v.array))
+        if v.filler is None:
+            v.filler = _filler(v.array)
+        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler)
         self._cache.put(key, arena)
         return arena
 
     def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
+        """Gathers go through the var's decoded arena (filled on first touch); rows and slices
+        are copied from the arena when it already holds them, else read straight from the chunks
+        without filling it, so streaming a var (a scan, a transform) keeps memory flat."""
         v = self._ready(data_id, phase, var)
         key = (data_id, phase, var)
         if v.array is None:  # an empty var that was never flushed
             return np.empty((0, *v.row_shape), dtype=v.dtype)[index]
-        arena = self._arena(key, v)
         if isinstance(index, np.ndarray):
             if index.size == 0:
                 return np.empty((0, *v.row_shape), dtype=v.dtype)
+            arena = self._arena(key, v)
             if arena is not None:
                 return arena.take(index)
             return np.asarray(v.array.oindex[index])
         if isinstance(index, int):
-            if arena is not None:
-                return arena.row(index)
-            return np.asarray(v.array[index])
-        if arena is not None:
-            if index.step == 1:
-                return arena.rows_of(index)
-            arena.ensure_range(index.start, index.stop)
-            return arena.buf[index].copy()
-        if index.stop <= index.start:
+            start, stop, step = index, index + 1, 1
+        else:
+            start, stop, step = index.start, index.stop, index.step
+        if stop <= start:
             return np.empty((0, *v.row_shape), dtype=v.dtype)
-        return np.asarray(v.array[index])
+        arena = self._cache.get(key)
+        if arena is not None and arena.covers(start, stop):
+            out = arena.buf[index]
+            return np.array(out, copy=True)
+        out = np.empty((stop - start, *v.row_shape), dtype=v.dtype)
+        if v.filler is None:
+            v.filler = _filler(v.array)
+        v.filler(start, stop, out)
+        if isinstance(index, int):
+            return out.reshape(v.row_shape)  # a 0-d array for a scalar var, never a scalar
+        return out if step == 1 else out[::step].copy()
 
     # ------------------------------------------------------------------ writes
     def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
