@@ -985,11 +985,15 @@ class StoreGate:
                 info = self._infos(data_id, p, [v])[0]
                 plans.append((p, v, make_fn(p, v, info)))
         self._db._check_writable()
+        for p, v, _ in plans:  # every copy must be writable before the first one changes
+            for db in self._db.holders(data_id, p, v):
+                db._check_writable()
         self._invalidate(data_id)
         for p, v, fn in plans:
-            for db in self._db.holders(data_id, p, v):  # every tier holding a copy
-                transforms.replace_var(db, data_id, p, v,
-                                       transforms.map_blocks(db, data_id, p, v, fn))
+            # every tier holding a copy, swapped in together (tiers never disagree)
+            transforms.replace_vars(data_id, p, [
+                (db, v, transforms.map_blocks(db, data_id, p, v, fn))
+                for db in self._db.holders(data_id, p, v)])
         self._compile(data_id, reset=False)
 
     def astype(self, var_names: Any, dtype: Any, phase: Any = "train") -> None:
@@ -1096,6 +1100,10 @@ class StoreGate:
             ) from None
         meta = self._compiled(data_id)
         self._db._check_writable()
+        for p in phases:  # every copy must be writable before the first one changes
+            for v in self._db.var_names(data_id, p):
+                for db in self._db.holders(data_id, p, v):
+                    db._check_writable()
         self._invalidate(data_id)
         for p in phases:
             names = self._db.var_names(data_id, p)
@@ -1103,10 +1111,11 @@ class StoreGate:
             if not names or n < 2:
                 continue
             perm = np.random.default_rng(seed).permutation(n)
-            for v in names:
-                for db in self._db.holders(data_id, p, v):  # both tiers of a hybrid store
-                    transforms.replace_var(db, data_id, p, v,
-                                           transforms.shuffled_blocks(db, data_id, p, v, perm))
+            # every var of the phase (in both tiers of a hybrid store) is written, then all are
+            # swapped in together: the phase never ends up half shuffled
+            transforms.replace_vars(data_id, p, [
+                (db, v, transforms.shuffled_blocks(db, data_id, p, v, perm))
+                for v in names for db in self._db.holders(data_id, p, v)])
         self._compile(data_id, reset=False)
 
     # ------------------------------------------------------------------ hybrid (non-hybrid)
@@ -1130,6 +1139,23 @@ class StoreGate:
         names, single = self._read_names(var_names)
         n = self._infos(data_id, phase, names[:1], db)[0].length
         return self._read_phase(data_id, phase, names, single, slice(0, n, 1), db)
+
+    def _check_copy_lengths(self, data_id: str, phase: str,
+                            columns: list[tuple[str, np.ndarray]], shadows: bool) -> None:
+        """Refuse a tier copy that would leave ``phase`` with vars of different lengths (the
+        compile after the swap would fail with both tiers already changed). ``shadows``: the
+        new copies hide the var's present copy (the destination is the memory tier)."""
+        new = {v for v, _ in columns}
+        lengths = {v: self._db.info(data_id, phase, v).length
+                   for v in self._db.var_names(data_id, phase) if not (shadows and v in new)}
+        lengths.update({f"{v} (new copy)": arr.shape[0] for v, arr in columns})
+        if len(set(lengths.values())) > 1:
+            desc = ", ".join(f"{v}={n}" for v, n in lengths.items())
+            raise InconsistentLengthError(
+                f"the copy would give vars of different lengths in data_id {data_id!r}, phase "
+                f"{phase!r}: {desc}; every var of a phase needs the same number of rows (a "
+                "callback must return as many rows as it was given). Nothing was copied."
+            )
 
     def _tier_copy(self, method: str, var_names: Any, phase: Any, output_var_names: Any,
                    callback: Any) -> None:
@@ -1161,8 +1187,10 @@ class StoreGate:
             new_names = out_names
             if callback is not None:
                 new_names, data = callback(out_names, data)
-            columns = self._columns(new_names, data, method)
-            staged.append((p, [(v, as_array(c, f"data for var {v!r}")) for v, c in columns]))
+            columns = [(v, as_array(c, f"data for var {v!r}"))
+                       for v, c in self._columns(new_names, data, method)]
+            self._check_copy_lengths(data_id, p, columns, shadows=dst is tier("numpy"))
+            staged.append((p, columns))
         if not staged:
             raise VarNotFoundError(
                 f"{method}: none of {names} is in the source tier of data_id {data_id!r}; "
@@ -1191,8 +1219,12 @@ class StoreGate:
                     if dst.has_var(data_id, p, tmp):
                         dst.delete(data_id, p, tmp)
             raise
+        note = getattr(self._db, "note_copy", None)
+        mirror = callback is None and out_names == var_names  # same data under the same name
         for p, v, tmp in written:
             dst.rename(data_id, p, tmp, v)
+            if note is not None:
+                note(data_id, p, v, mirror)
         enforce = getattr(self._db, "enforce_memory_limit", None)
         if enforce is not None:
             enforce()

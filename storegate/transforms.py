@@ -8,8 +8,14 @@ killed process is removed the next time the phase is opened for writing.
 
 Shuffling a var larger than memory uses two passes over scratch files: rows are first
 distributed into buckets by the output block they land in, then each bucket is assembled into
-its block. Peak memory is about two blocks (:data:`BLOCK_BYTES`) whatever the var's size; the
-scratch space is one copy of the var, in ``TMPDIR``.
+its block. Peak memory is a few blocks (:data:`BLOCK_BYTES`) plus the permutation and its
+inverse (int64, 16 bytes a row: a 1 GiB var of 4M rows grows the process by about 150 MB); the
+scratch space is one copy of the var, in ``TMPDIR`` (``storegate-shuffle-<pid>-*``; the scratch
+of a shuffle that was killed is removed by the next shuffle, once its process is gone).
+
+:func:`replace_vars` rewrites several vars as one unit (a shuffle's vars, or the tiers holding
+copies of one var): every new var is written before the first one is swapped in, and the swaps
+go through :meth:`Backend.rename_many`, which the zarr backend makes all-or-nothing.
 
 Examples
 --------
@@ -30,19 +36,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from .backends.base import TEMP_PREFIX, Backend
 
-__all__ = ["BLOCK_BYTES", "TMP_PREFIX", "map_blocks", "replace_var", "shuffled_blocks"]
+__all__ = ["BLOCK_BYTES", "TMP_PREFIX", "map_blocks", "replace_var", "replace_vars",
+           "shuffled_blocks"]
 
 #: Uncompressed bytes per block read or written by a rewrite.
 BLOCK_BYTES = 16 << 20
 #: Prefix of the temporary var a rewrite writes before swapping it in.
 TMP_PREFIX = TEMP_PREFIX
+_SCRATCH_PREFIX = "storegate-shuffle-"
+
+
+def _remove_orphaned_scratch() -> None:
+    """Remove the scratch directories of shuffles whose process no longer exists (kill -9)."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
+        if not name.startswith(_SCRATCH_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        except OSError:  # alive, owned by someone else
+            pass
 
 
 def _rows_per_block(row_bytes: int, block_bytes: int) -> int:
@@ -70,11 +98,12 @@ def map_blocks(
     phase: str,
     var: str,
     fn: Callable[[np.ndarray], np.ndarray],
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> _Blocks:
     """``fn`` applied to consecutive blocks of rows of a var (lazily).
 
     ``fn`` maps ``(n, *k)`` rows to ``(n, *k2)`` rows; the block size accounts for both sides.
+    ``block_bytes`` defaults to :data:`BLOCK_BYTES` as it is at call time.
 
     Examples
     --------
@@ -83,6 +112,8 @@ def map_blocks(
     >>> [b.tolist() for b in map_blocks(be, "d", "train", "x", lambda a: a + 1, block_bytes=16)]
     [[1, 2], [3]]
     """
+    if block_bytes is None:
+        block_bytes = BLOCK_BYTES
     info = db.info(data_id, phase, var)
     empty = fn(np.zeros((0, *info.row_shape), dtype=info.dtype))
     probe = fn(np.zeros((1, *info.row_shape), dtype=info.dtype))
@@ -103,7 +134,7 @@ def shuffled_blocks(
     phase: str,
     var: str,
     perm: np.ndarray,
-    block_bytes: int = BLOCK_BYTES,
+    block_bytes: int | None = None,
 ) -> _Blocks:
     """The rows of a var in the order ``perm`` (row ``i`` of the result is row ``perm[i]``).
 
@@ -117,6 +148,8 @@ def shuffled_blocks(
     >>> np.concatenate(list(shuffled_blocks(be, "d", "train", "x", np.array([2, 0, 3, 1]))))
     array([2, 0, 3, 1])
     """
+    if block_bytes is None:
+        block_bytes = BLOCK_BYTES
     info = db.info(data_id, phase, var)
     n = info.length
     if perm.shape != (n,):
@@ -133,7 +166,8 @@ def shuffled_blocks(
         inverse = np.empty(n, dtype=np.int64)
         inverse[perm] = np.arange(n, dtype=np.int64)
         n_blocks = -(-n // step)
-        with tempfile.TemporaryDirectory(prefix="storegate-shuffle-") as scratch:
+        _remove_orphaned_scratch()
+        with tempfile.TemporaryDirectory(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-") as scratch:
             def path(block: int, kind: str) -> str:
                 return os.path.join(scratch, f"{block}.{kind}")
 
@@ -187,20 +221,51 @@ def replace_var(db: Backend, data_id: str, phase: str, var: str, blocks: _Blocks
     >>> be.read("d", "train", "x", slice(0, 3, 1)), be.var_names("d", "train")
     (array([0, 1, 2]), ['x'])
     """
-    tmp = TMP_PREFIX + var
-    if db.has_var(data_id, phase, tmp):
-        db.delete(data_id, phase, tmp)
+    replace_vars(data_id, phase, [(db, var, blocks)])
+
+
+def replace_vars(
+    data_id: str, phase: str, items: Sequence[tuple[Backend, str, _Blocks]]
+) -> None:
+    """Write every ``(db, var, blocks)`` under its temporary name, then swap them all in.
+
+    Nothing is swapped before every new var is complete, so an exception while writing any of
+    them leaves all the old vars intact (a shuffled phase never ends up half shuffled); the
+    swaps of one backend go through one :meth:`Backend.rename_many`. On any exception the
+    temporaries are removed and the exception re-raised.
+
+    Examples
+    --------
+    >>> from storegate.backends.numpy_backend import NumpyBackend
+    >>> be = NumpyBackend(); be.create_data_id("d")
+    >>> be.append("d", "train", "x", np.arange(3)); be.append("d", "train", "y", np.arange(3))
+    >>> perm = np.array([2, 0, 1])
+    >>> replace_vars("d", "train", [(be, v, shuffled_blocks(be, "d", "train", v, perm))
+    ...                             for v in ("x", "y")])
+    >>> be.read("d", "train", "y", slice(0, 3, 1))
+    array([2, 0, 1])
+    """
+    groups: dict[int, tuple[Backend, list[tuple[str, str]]]] = {}
+    written: list[tuple[Backend, str]] = []
     try:
-        wrote = False
-        for block in blocks:
-            db.append(data_id, phase, tmp, block)
-            wrote = True
-        if not wrote:
-            db.create(data_id, phase, tmp, blocks.empty.shape, blocks.empty.dtype)
-        db.flush()
-        db.rename(data_id, phase, tmp, var)
-    except BaseException:
-        with contextlib.suppress(Exception):
+        for db, var, blocks in items:
+            tmp = TMP_PREFIX + var
             if db.has_var(data_id, phase, tmp):
                 db.delete(data_id, phase, tmp)
+            written.append((db, tmp))
+            wrote = False
+            for block in blocks:
+                db.append(data_id, phase, tmp, block)
+                wrote = True
+            if not wrote:
+                db.create(data_id, phase, tmp, blocks.empty.shape, blocks.empty.dtype)
+            db.flush()
+            groups.setdefault(id(db), (db, []))[1].append((tmp, var))
+        for db, pairs in groups.values():
+            db.rename_many(data_id, phase, pairs)
+    except BaseException:
+        for db, tmp in written:
+            with contextlib.suppress(Exception):
+                if db.has_var(data_id, phase, tmp):
+                    db.delete(data_id, phase, tmp)
         raise

@@ -227,6 +227,16 @@ class Backend(abc.ABC):
         storage allows.
         """
 
+    def rename_many(self, data_id: str, phase: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Rename several vars (``(src, dst)`` pairs) as one swap, as :meth:`rename` does each.
+
+        Whole-var rewrites of several vars that must stay aligned (``shuffle``) swap them in
+        with this method. The default renames one pair after another; a persistent backend
+        should make the group all-or-nothing across a crash (the zarr backend does).
+        """
+        for src, dst in pairs:
+            self.rename(data_id, phase, src, dst)
+
     def _check_writable(self) -> None:
         if self.readonly:
             from ..errors import ReadOnlyError

@@ -29,9 +29,22 @@ from ..arrays import cast_for_write, check_row_shape
 from ..errors import DataIdNotFoundError, ShapeMismatchError, VarNotFoundError
 from ..indexing import Index
 from ..phases import PHASES, check_phase
+from ..ragged import RaggedArray
 from .base import Backend, VarInfo
 
 __all__ = ["NumpyBackend"]
+
+
+def _kind_mismatch(var: str, ragged_var: bool) -> ShapeMismatchError:
+    if ragged_var:
+        return ShapeMismatchError(
+            f"var {var!r} is ragged; write ragged rows (a list of arrays, an awkward array or a "
+            "RaggedArray), not a regular array."
+        )
+    return ShapeMismatchError(
+        f"var {var!r} has rows of one fixed shape; ragged rows cannot be written into it. Use a "
+        "new var for ragged data."
+    )
 
 
 class _Column:
@@ -64,6 +77,50 @@ class _Column:
         self.buf, self.n = state
 
 
+class _RaggedColumn:
+    """A ragged var: a growable values buffer and a growable offsets buffer (n + 1 entries)."""
+
+    __slots__ = ("offsets", "values")
+
+    def __init__(self, data: RaggedArray) -> None:
+        self.values = _Column(data.values)
+        self.offsets = _Column(data.offsets)
+
+    @property
+    def n(self) -> int:
+        return self.offsets.n - 1
+
+    def array(self) -> RaggedArray:
+        return RaggedArray(self.values.view, self.offsets.view, validate=False)
+
+    def append(self, data: RaggedArray) -> None:
+        base = self.offsets.view[-1]
+        self.values.append(data.values)
+        self.offsets.append(data.offsets[1:] + base)
+
+    def replace(self, data: RaggedArray) -> None:
+        self.values = _Column(data.values)
+        self.offsets = _Column(data.offsets)
+
+
+def _ragged_write(old: RaggedArray, index: Index, data: RaggedArray) -> RaggedArray:
+    """``old`` with the rows at ``index`` replaced by the rows of ``data`` (any lengths)."""
+    n = len(old)
+    if isinstance(index, int):
+        rows = np.array([index], dtype=np.int64)
+    elif isinstance(index, slice):
+        rows = np.arange(index.start, index.stop, index.step, dtype=np.int64)
+    else:
+        rows = index
+    if rows.shape[0] != len(data):
+        raise ShapeMismatchError(
+            f"index selects {rows.shape[0]} rows but {len(data)} ragged rows were given."
+        )
+    source = np.arange(n, dtype=np.int64)
+    source[rows] = n + np.arange(rows.shape[0], dtype=np.int64)  # numpy: the last write wins
+    return RaggedArray.concatenate([old, data]).take(source)
+
+
 class NumpyBackend(Backend):
     """Vars held in memory as numpy arrays.
 
@@ -84,9 +141,10 @@ class NumpyBackend(Backend):
 
     name: ClassVar[str] = "numpy"
     persistent: ClassVar[bool] = False
+    supports_ragged: ClassVar[bool] = True
 
     def __init__(self, **kwargs: Any) -> None:
-        self._store: dict[str, dict[str, dict[str, _Column]]] = {}
+        self._store: dict[str, dict[str, dict[str, _Column | _RaggedColumn]]] = {}
         self._attrs: dict[str, dict[str, Any]] = {}
 
     def describe(self) -> str:
@@ -115,7 +173,7 @@ class NumpyBackend(Backend):
         self._attrs[data_id] = copy.deepcopy(attrs)
 
     # ------------------------------------------------------------------ helpers
-    def _phases(self, data_id: str) -> dict[str, dict[str, _Column]]:
+    def _phases(self, data_id: str) -> dict[str, dict[str, _Column | _RaggedColumn]]:
         try:
             return self._store[data_id]
         except KeyError:
@@ -124,10 +182,10 @@ class NumpyBackend(Backend):
                 f"{sorted(self._store)}."
             ) from None
 
-    def _vars(self, data_id: str, phase: str) -> dict[str, _Column]:
+    def _vars(self, data_id: str, phase: str) -> dict[str, _Column | _RaggedColumn]:
         return self._phases(data_id)[check_phase(phase, allow_all=False)]
 
-    def _column(self, data_id: str, phase: str, var: str) -> _Column:
+    def _column(self, data_id: str, phase: str, var: str) -> _Column | _RaggedColumn:
         cols = self._vars(data_id, phase)
         try:
             return cols[var]
@@ -147,27 +205,55 @@ class NumpyBackend(Backend):
 
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:
         col = self._column(data_id, phase, var)
+        if isinstance(col, _RaggedColumn):
+            vals = col.values.buf
+            return VarInfo(var, (col.n, *vals.shape[1:]), vals.dtype, ragged=True,
+                           extra={"n_values": col.values.n})
         return VarInfo(var, (col.n, *col.buf.shape[1:]), col.buf.dtype)
 
-    def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
-        view = self._column(data_id, phase, var).view
+    def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
+        col = self._column(data_id, phase, var)
+        if isinstance(col, _RaggedColumn):
+            ragged = col.array()
+            if isinstance(index, np.ndarray):
+                return ragged.take(index)
+            if isinstance(index, int):
+                return ragged.row(index)
+            return ragged.slice(index.start, index.stop, index.step)
+        view = col.view
         if isinstance(index, np.ndarray):
             return np.take(view, index, axis=0)
         if isinstance(index, int):
             return np.array(view[index], copy=True)
         return view[index].copy()
 
-    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
+    def append(self, data_id: str, phase: str, var: str, data: Any) -> None:
         cols = self._vars(data_id, phase)
         col = cols.get(var)
         if col is None:
-            cols[var] = _Column(data)
+            cols[var] = _RaggedColumn(data) if isinstance(data, RaggedArray) else _Column(data)
             return
+        if isinstance(col, _RaggedColumn) != isinstance(data, RaggedArray):
+            raise _kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
+        if isinstance(col, _RaggedColumn):
+            check_row_shape(data.values, col.values.buf.shape[1:], var)
+            col.append(RaggedArray(cast_for_write(data.values, col.values.buf.dtype, var),
+                                   data.offsets, validate=False))
+            return
+        assert isinstance(data, np.ndarray)
         check_row_shape(data, col.buf.shape[1:], var)
         col.append(cast_for_write(data, col.buf.dtype, var))
 
-    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         col = self._column(data_id, phase, var)
+        if isinstance(col, _RaggedColumn) != isinstance(data, RaggedArray):
+            raise _kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
+        if isinstance(col, _RaggedColumn):
+            check_row_shape(data.values, col.values.buf.shape[1:], var)
+            data = RaggedArray(cast_for_write(data.values, col.values.buf.dtype, var),
+                               data.offsets, validate=False)
+            col.replace(_ragged_write(col.array(), index, data))
+            return
         try:
             col.view[index] = data
         except ValueError as err:

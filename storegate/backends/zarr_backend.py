@@ -233,6 +233,8 @@ class _Phase:
     group: Any
     order: list[str]
     vars: dict[str, _Var] = field(default_factory=dict)
+    # read-only: vars whose content is their moved-aside copy (an interrupted swap)
+    redirect: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -695,31 +697,66 @@ class ZarrBackend(Backend):
             pgroup = group.require_group(phase)
             pgroup.attrs[_META] = {"var_order": []}
         if not self.readonly:
-            self._recover(data_id, phase, pgroup)
+            self._recover(data_id, phase)
         meta = pgroup.attrs.get(_META) or {}
         order = meta.get("var_order") if isinstance(meta, dict) else None
         if not isinstance(order, list):  # a store storegate did not write (multiml)
             order = sorted(k for k in pgroup.array_keys() if not k.startswith("."))
         ph = _Phase(pgroup, [str(v) for v in order])
+        files = self._files
+        if self.readonly and files is not None and files.supported:
+            # cannot recover: read what the recovery would restore
+            rel = f"{data_id}/{phase}"
+            try:
+                back = self._interrupted(rel, files.children(rel)) or []
+            except Exception:  # a file system that cannot list (http): best effort
+                back = []
+            ph.redirect = {v: _OLD_PREFIX + v for v in back}
         self._phases[key] = ph
         return ph
 
-    def _recover(self, data_id: str, phase: str, pgroup: Any) -> None:
-        """Finish or undo a rename that a crash interrupted; remove orphaned temporaries."""
+    def _interrupted(self, rel: str, children: list[str]) -> list[str] | None:
+        """The vars an interrupted :meth:`rename_many` had moved aside (``.sg-old-<var>``, in
+        ``children`` of phase directory ``rel``) if it stopped before every new var was in
+        place (so the old ones are the content), else ``None``."""
+        assert self._files is not None
+        olds = [c[len(_OLD_PREFIX):] for c in children if c.startswith(_OLD_PREFIX)]
+        if all(self._files.exists(f"{rel}/{name}") for name in olds):
+            return None
+        return olds
+
+    def _recover(self, data_id: str, phase: str) -> None:
+        """Finish or undo a rename that a crash interrupted; remove orphaned temporaries.
+
+        A group of swaps (:meth:`rename_many`) moves every old var aside before moving any new
+        one in. If some moved-aside var has no replacement in place, the group stopped half way
+        and every old var is put back (a new one already in place is moved out first, so a crash
+        during the recovery itself is recovered the same way); otherwise every swap completed
+        and the old copies are removed.
+        """
         files = self._files
         if files is None or not files.supported:
             return
         rel = f"{data_id}/{phase}"
-        for child in files.children(rel):
-            if child.startswith(_OLD_PREFIX):
+        children = files.children(rel)
+        if any(c.startswith(_OLD_PREFIX) for c in children):
+            back = self._interrupted(rel, children)
+            for child in children:
+                if not child.startswith(_OLD_PREFIX):
+                    continue
                 name = child[len(_OLD_PREFIX):]
-                if files.exists(f"{rel}/{name}"):
+                if back is None:
                     files.remove(f"{rel}/{child}")  # the swap completed; drop the old copy
-                else:
-                    files.move(f"{rel}/{child}", f"{rel}/{name}")  # undo: old data back
-                    logger.warning("storegate: restored var %r in %s after an interrupted "
-                                   "rewrite", name, rel)
-            elif child.startswith(TEMP_PREFIX):
+                    continue
+                if files.exists(f"{rel}/{name}"):
+                    files.remove(f"{rel}/{TEMP_PREFIX}{name}")
+                    files.move(f"{rel}/{name}", f"{rel}/{TEMP_PREFIX}{name}")
+                files.move(f"{rel}/{child}", f"{rel}/{name}")  # undo: old data back
+                logger.warning("storegate: restored var %r in %s after an interrupted "
+                               "rewrite", name, rel)
+            children = files.children(rel)
+        for child in children:
+            if child.startswith(TEMP_PREFIX):
                 files.remove(f"{rel}/{child}")
 
     def _var(self, data_id: str, phase: str, var: str) -> _Var:
@@ -734,7 +771,7 @@ class ZarrBackend(Backend):
                 f"{self.describe()}; vars there: {ph.order}."
             )
         try:
-            arr = ph.group[var]
+            arr = ph.group[ph.redirect.get(var, var)]
         except KeyError:
             raise CorruptStoreError(
                 f"var {var!r} is listed in {data_id}/{phase} of {self.describe()} but its array "
@@ -930,38 +967,60 @@ class ZarrBackend(Backend):
                 del ph.group[var]
 
     def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
+        self.rename_many(data_id, phase, [(src, dst)])
+
+    def rename_many(self, data_id: str, phase: str, pairs: Sequence[tuple[str, str]]) -> None:
+        """Swap vars in as one unit: every replaced var is first moved aside to
+        ``.sg-old-<dst>``, then every new one is moved in, the var order is committed and the old
+        copies are removed. A crash (or an error) before the last new var is in place rolls all
+        of them back; after that, all are kept (see :meth:`_recover`)."""
         self._check_writable()
         ph = self._phase(data_id, phase)
-        v = self._ready(data_id, phase, src)
-        if src == dst:
+        for src, _ in pairs:
+            self._ready(data_id, phase, src)
+        pairs = [(src, dst) for src, dst in pairs if src != dst]
+        if not pairs:
             return
-        if v.array is None:
-            _flush_var(ph, src, v, self._settings)
         files = self._files
         if files is None or not files.supported:
             raise StoregateError(
                 f"renaming vars is not supported on {self.describe()} (no directory access)."
             )
         rel = f"{data_id}/{phase}"
-        replaced = dst in ph.order or dst in ph.vars
-        if replaced:
+        replaced = [dst for _, dst in pairs if dst in ph.order or dst in ph.vars]
+        for dst in replaced:
             self._ready(data_id, phase, dst)
-            files.move(f"{rel}/{dst}", f"{rel}/{_OLD_PREFIX}{dst}")
-        files.move(f"{rel}/{src}", f"{rel}/{dst}")
+        try:
+            for dst in replaced:
+                if files.exists(f"{rel}/{dst}"):
+                    files.move(f"{rel}/{dst}", f"{rel}/{_OLD_PREFIX}{dst}")
+            for src, dst in pairs:
+                files.move(f"{rel}/{src}", f"{rel}/{dst}")
+        except BaseException:
+            self._forget(data_id, phase, [n for pair in pairs for n in pair])
+            self._recover(data_id, phase)  # put the old vars back
+            raise
         # from here the new data are in place; the order below makes it official
-        if not replaced:
-            if src in ph.order:
-                ph.order[ph.order.index(src)] = dst
-            else:
-                ph.order.append(dst)
-        elif src in ph.order:
-            ph.order.remove(src)
-        for name in (src, dst):
-            ph.vars.pop(name, None)
-            self._cache.drop((data_id, phase, name))
+        for src, dst in pairs:
+            if dst not in replaced:
+                if src in ph.order:
+                    ph.order[ph.order.index(src)] = dst
+                else:
+                    ph.order.append(dst)
+            elif src in ph.order:
+                ph.order.remove(src)
+        self._forget(data_id, phase, [n for pair in pairs for n in pair])
         _commit_order(ph)
-        if replaced:
+        for dst in replaced:
             files.remove(f"{rel}/{_OLD_PREFIX}{dst}")
+
+    def _forget(self, data_id: str, phase: str, names: Sequence[str]) -> None:
+        """Drop this process's handles and arenas of vars whose directories moved."""
+        ph = self._phases.get((data_id, phase))
+        for name in names:
+            if ph is not None:
+                ph.vars.pop(name, None)
+            self._cache.drop((data_id, phase, name))
 
     def close(self) -> None:
         self.flush()
