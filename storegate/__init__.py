@@ -28,6 +28,7 @@ from .errors import (
     InvalidIndexError,
     InvalidNameError,
     InvalidPhaseError,
+    MissingDependencyError,
     NoDataIdError,
     ReadOnlyError,
     SelectionError,
@@ -41,6 +42,7 @@ from .errors import (
 )
 from .gate import StoreGate
 from .phases import PHASES
+from .ragged import RaggedArray
 from .views import View
 
 __version__ = "0.1.0.dev0"
@@ -59,7 +61,9 @@ __all__ = [
     "InvalidIndexError",
     "InvalidNameError",
     "InvalidPhaseError",
+    "MissingDependencyError",
     "NoDataIdError",
+    "RaggedArray",
     "ReadOnlyError",
     "SelectionError",
     "ShapeMismatchError",

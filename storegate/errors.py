@@ -32,6 +32,7 @@ __all__ = [
     "InvalidIndexError",
     "InvalidNameError",
     "InvalidPhaseError",
+    "MissingDependencyError",
     "NoDataIdError",
     "ReadOnlyError",
     "SelectionError",
@@ -121,6 +122,10 @@ class BackendNotFoundError(StoregateError, KeyError, NotImplementedError):
 
 class BackendImportError(StoregateError, ImportError):
     """A backend whose module (or a library it needs) cannot be imported."""
+
+
+class MissingDependencyError(StoregateError, ImportError):
+    """An optional library a feature needs is not installed (the message says what to install)."""
 
 
 class UnsupportedOperationError(StoregateError, ValueError):

@@ -47,6 +47,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidNameError,
     InvalidPhaseError,
+    MissingDependencyError,
     NoDataIdError,
     SelectionError,
     ShapeMismatchError,
@@ -56,6 +57,7 @@ from .errors import (
 )
 from .names import check_name
 from .phases import ALL, PHASES, check_phase, phase_list, split
+from .ragged import RaggedArray, is_ragged_input
 from .views import View
 
 __all__ = ["StoreGate"]
@@ -150,6 +152,71 @@ def _flat_names(var_names: Any) -> list[str]:
     )
 
 
+def _as_data(column: Any, what: str) -> np.ndarray | RaggedArray:
+    """User data for one var: a regular ndarray, or a RaggedArray for ragged input (a list of
+    arrays whose first axes differ, an awkward array, a RaggedArray)."""
+    if is_ragged_input(column):
+        if isinstance(column, RaggedArray):
+            return column
+        if type(column).__module__.partition(".")[0] == "awkward":
+            return RaggedArray.from_awkward(column, what)
+        return RaggedArray.from_list(column, what)
+    return as_array(column, what)
+
+
+def _n_rows(data: np.ndarray | RaggedArray) -> int:
+    return len(data) if isinstance(data, RaggedArray) else int(data.shape[0])
+
+
+def _rows(data: np.ndarray | RaggedArray, sel: slice | np.ndarray) -> np.ndarray | RaggedArray:
+    """Rows of regular or ragged data at a slice (step 1) or an index array."""
+    if isinstance(data, RaggedArray):
+        if isinstance(sel, slice):
+            return data.slice(sel.start or 0, sel.stop if sel.stop is not None else len(data))
+        return data.take(sel)
+    return data[sel]
+
+
+def _ragged_from_regular(arr: np.ndarray, var: str) -> RaggedArray:
+    """Regular rows ``(N, m, *k)`` as N ragged rows of length m (for a ragged var)."""
+    if arr.ndim < 2:
+        raise ShapeMismatchError(
+            f"var {var!r} is ragged: each row is an array (n_i, ...), but the data have shape "
+            f"{arr.shape}; pass a list of arrays, an awkward array or a RaggedArray."
+        )
+    n, m = arr.shape[0], arr.shape[1]
+    return RaggedArray(arr.reshape((n * m, *arr.shape[2:])),
+                       np.arange(0, n * m + 1, max(m, 1), dtype=np.int64)[: n + 1] if m else
+                       np.zeros(n + 1, dtype=np.int64), validate=False)
+
+
+def _no_ragged_tuple(infos: Sequence[VarInfo]) -> None:
+    ragged = [i.name for i in infos if i.ragged]
+    if ragged:
+        raise ShapeMismatchError(
+            f"ragged var {ragged[0]!r} cannot be bound into a tuple (rows differ in length); "
+            f"read it on its own or in a list, e.g. ['{ragged[0]}', ...]."
+        )
+
+
+def _ragged_out(data: RaggedArray, ragged_as: str) -> Any:
+    if ragged_as == "raw":
+        return data
+    if ragged_as == "list":
+        return data.to_list()
+    if ragged_as == "awkward":
+        try:
+            return data.to_awkward()
+        except ImportError:
+            raise MissingDependencyError(
+                "reading a ragged var as an awkward array needs awkward: pip install "
+                "'storegate[parquet]' (or pass ragged_as='list' / 'raw')."
+            ) from None
+    raise InvalidArgumentError(
+        f"ragged_as={ragged_as!r} is not one of 'awkward', 'list', 'raw'."
+    )
+
+
 def _tier_has(db: Backend, data_id: str, phase: str, var: str) -> bool:
     return data_id in db.data_ids() and db.has_var(data_id, phase, var)
 
@@ -222,6 +289,8 @@ class StoreGate:
         self._backend, self._db = _make_backend(backend, self._backend_args)
         self._data_id: str | None = None
         self._meta: dict[str, _Meta] = {}
+        #: How :meth:`get_data` returns ragged vars by default: 'awkward', 'list' or 'raw'.
+        self.ragged_as = "awkward"
         if data_id is not None:
             self.set_data_id(data_id)
 
@@ -465,7 +534,8 @@ class StoreGate:
         if isinstance(var_names, str):
             if not self._db.has_var(data_id, ph, var_names):
                 return None
-            return self._db.info(data_id, ph, var_names).row_shape
+            info = self._db.info(data_id, ph, var_names)
+            return (None, *info.row_shape) if info.ragged else info.row_shape
         if isinstance(var_names, list | tuple):
             return [self.get_var_shapes(v, ph) for v in var_names]
         raise InvalidArgumentError(
@@ -473,7 +543,10 @@ class StoreGate:
         )
 
     # ------------------------------------------------------------------ reading
-    def get_data(self, var_names: Any, phase: str | None = "train", index: Any = -1) -> Any:
+    def get_data(
+        self, var_names: Any, phase: str | None = "train", index: Any = -1, *,
+        ragged_as: str | None = None,
+    ) -> Any:
         """Read vars of a phase at an index.
 
         Parameters
@@ -486,6 +559,11 @@ class StoreGate:
         index
             ``-1`` (all rows, the default), an int, a slice, a ``(start, stop)`` tuple, a list
             or array of ints, a bool mask or a torch tensor.
+        ragged_as
+            How rows of a ragged var are returned: ``'awkward'`` (an ``awkward.Array``),
+            ``'list'`` (a list of numpy arrays) or ``'raw'`` (a
+            :class:`~storegate.ragged.RaggedArray`: flat values + offsets). Default: the gate's
+            :attr:`ragged_as` (``'awkward'``). An int index returns one numpy array either way.
 
         Returns
         -------
@@ -510,7 +588,7 @@ class StoreGate:
         >>> sg.get_data(["a", "b"], "train", (0, 2))
         [array([0, 2]), array([1, 3])]
         """
-        return self._get_data(self._require_data_id(), var_names, phase, index)
+        return self._get_data(self._require_data_id(), var_names, phase, index, ragged_as)
 
     @staticmethod
     def _read_names(var_names: Any) -> tuple[tuple[str, ...], bool]:
@@ -528,9 +606,11 @@ class StoreGate:
             "a tuple of str or a list."
         )
 
-    def _get_data(self, data_id: str, var_names: Any, phase: Any, index: Any) -> Any:
+    def _get_data(
+        self, data_id: str, var_names: Any, phase: Any, index: Any, ragged_as: str | None = None
+    ) -> Any:
         if isinstance(var_names, list):
-            return [self._get_data(data_id, v, phase, index) for v in var_names]
+            return [self._get_data(data_id, v, phase, index, ragged_as) for v in var_names]
         names, single = self._read_names(var_names)
         meta = self._meta.get(data_id)
         if meta is None or not meta.compiled:
@@ -538,8 +618,12 @@ class StoreGate:
         ph = phase if isinstance(phase, str) and phase in PHASES else check_phase(phase)
         if ph != ALL:
             idx = indexing.normalize(index, meta.total_events[PHASES.index(ph)])
-            return self._read_phase(data_id, ph, names, single, idx)
-        return self._read_all(data_id, meta, names, single, index)
+            out = self._read_phase(data_id, ph, names, single, idx)
+        else:
+            out = self._read_all(data_id, meta, names, single, index)
+        if isinstance(out, RaggedArray):
+            return _ragged_out(out, ragged_as or self.ragged_as)
+        return out
 
     def _infos(
         self, data_id: str, phase: str, names: Sequence[str], db: Backend | None = None
@@ -566,8 +650,11 @@ class StoreGate:
             except VarNotFoundError:
                 self._infos(data_id, phase, names, db)
                 raise
+            if isinstance(out, RaggedArray):
+                return out
             return out[()] if out.ndim == 0 else out
         infos = self._infos(data_id, phase, names, db)
+        _no_ragged_tuple(infos)
         row_shape, dtype = _row_dtype_shape(infos, names)
         parts = db.read_many(data_id, phase, names, idx)
         if isinstance(idx, int):
@@ -594,6 +681,18 @@ class StoreGate:
             raise VarNotFoundError(
                 f"data_id {data_id!r} has no data in any phase; add data before reading 'all'."
             )
+        if any(i.ragged for i in infos):
+            if not single:
+                _no_ragged_tuple(infos)
+            got = [(pos, self._read_phase(data_id, PHASES[part], names, single, local))
+                   for part, local, pos in pieces]
+            if len(got) == 1:
+                return got[0][1]
+            combined = RaggedArray.concatenate([r for _, r in got])
+            if isinstance(idx, slice):
+                return combined  # the pieces are consecutive runs, in order
+            where = np.concatenate([p for p, _ in got])
+            return combined.take(np.argsort(where, kind="stable"))
         row_shape, dtype = _row_dtype_shape(infos, names * len(meta.valid_phases))
         n = indexing.count(idx, sum(sizes))
         shape = (n, *row_shape) if single else (n, len(names), *row_shape)
@@ -664,12 +763,33 @@ class StoreGate:
             "tuple of str or a list."
         )
 
-    def _plan_append(self, data_id: str, phase: str, var: str, arr: np.ndarray) -> _Op:
+    def _plan_append(self, data_id: str, phase: str, var: str, arr: Any) -> _Op:
         if self._db.has_var(data_id, phase, var):
             info = self._db.info(data_id, phase, var)
-            check_row_shape(arr, info.row_shape, var)
-            arr = cast_for_write(arr, info.dtype, var)
+            arr = self._fit(arr, info, var)
+        elif isinstance(arr, RaggedArray) and not self._db.supports_ragged:
+            raise UnsupportedOperationError(
+                f"backend {self._backend!r} cannot store ragged vars (var {var!r}); use numpy, "
+                "zarr, hybrid or parquet."
+            )
         return _Op("append", phase, var, data=arr)
+
+    @staticmethod
+    def _fit(arr: Any, info: VarInfo, var: str) -> Any:
+        """Data made to fit an existing var: same kind (regular/ragged), row shape, dtype."""
+        if info.ragged:
+            if not isinstance(arr, RaggedArray):
+                arr = _ragged_from_regular(arr, var)
+            check_row_shape(arr.values, info.row_shape, var)
+            return RaggedArray(cast_for_write(arr.values, info.dtype, var), arr.offsets,
+                               validate=False)
+        if isinstance(arr, RaggedArray):
+            raise ShapeMismatchError(
+                f"var {var!r} has rows of one fixed shape {info.row_shape}; ragged rows cannot "
+                "be written into it. Use a new var for ragged data."
+            )
+        check_row_shape(arr, info.row_shape, var)
+        return cast_for_write(arr, info.dtype, var)
 
     def _run(self, data_id: str, ops: list[_Op], do_compile: bool) -> None:
         if not ops and not do_compile:
@@ -742,12 +862,12 @@ class StoreGate:
         if isinstance(phase, str) and check_phase(phase) == ALL:
             compiled_sizes = self._compiled(data_id).sizes()
         for var, column in self._columns(var_names, data, "add_data", stacklevel=3):
-            arr = as_array(column, f"data for var {var!r}")
-            perm = self._shuffle_perm(shuffle, arr.shape[0])
+            arr = _as_data(column, f"data for var {var!r}")
+            perm = self._shuffle_perm(shuffle, _n_rows(arr))
             if perm is not None:
-                arr = arr[perm]
-            for ph, a, b in split(phase, arr.shape[0], compiled_sizes):
-                ops.append(self._plan_append(data_id, ph, var, arr[a:b]))
+                arr = _rows(arr, perm)
+            for ph, a, b in split(phase, _n_rows(arr), compiled_sizes):
+                ops.append(self._plan_append(data_id, ph, var, _rows(arr, slice(a, b))))
         self._run(data_id, ops, do_compile)
 
     def update_data(
@@ -808,21 +928,22 @@ class StoreGate:
             index, bool | np.bool_
         )
         for var, column in self._columns(var_names, data, "update_data"):
-            arr: np.ndarray
-            if one_row and np.ndim(column) == 0:
+            arr: np.ndarray | RaggedArray
+            if one_row and (np.isscalar(column) or (
+                    isinstance(column, np.ndarray) and column.ndim == 0)):
                 # one row of a 1-D var may be given as a scalar, as in numpy (a[i] = 5)
                 arr = as_array([column], f"data for var {var!r}").reshape(())
             else:
-                arr = as_array(column, f"data for var {var!r}")
+                arr = _as_data(column, f"data for var {var!r}")
             if whole:
                 sizes = compiled.sizes() if compiled is not None else None
-                for ph, a, b in split(phase, arr.shape[0], sizes):
-                    ops.append(self._plan_whole(data_id, ph, var, arr[a:b]))
+                for ph, a, b in split(phase, _n_rows(arr), sizes):
+                    ops.append(self._plan_whole(data_id, ph, var, _rows(arr, slice(a, b))))
             elif ph_name == ALL:
                 assert compiled is not None
                 idx = indexing.normalize(index, sum(compiled.total_events))
                 for part, local, positions in indexing.split_over(idx, compiled.total_events):
-                    rows = arr if positions is None else arr[positions]
+                    rows = arr if positions is None else _rows(arr, positions)
                     if isinstance(idx, int):
                         rows = arr
                     ops.append(self._plan_write(data_id, PHASES[part], var, local, rows))
@@ -839,22 +960,37 @@ class StoreGate:
                 ops.append(self._plan_write(data_id, ph_name, var, idx, arr))
         self._run(data_id, ops, do_compile)
 
-    def _plan_whole(self, data_id: str, phase: str, var: str, arr: np.ndarray) -> _Op:
+    def _plan_whole(self, data_id: str, phase: str, var: str, arr: Any) -> _Op:
         if not self._db.has_var(data_id, phase, var):
-            return _Op("append", phase, var, data=arr)
+            return self._plan_append(data_id, phase, var, arr)
         length = self._db.info(data_id, phase, var).length
-        if arr.shape[0] != length:
+        if _n_rows(arr) != length:
             raise ShapeMismatchError(
                 f"update_data replaces the {length} rows of var {var!r} in phase {phase!r} in "
-                f"place, but got {arr.shape[0]} rows; pass {length} rows, an index, or "
+                f"place, but got {_n_rows(arr)} rows; pass {length} rows, an index, or "
                 "delete_data and add_data to replace the var with a different length."
             )
         return self._plan_write(data_id, phase, var, slice(0, length, 1), arr)
 
     def _plan_write(
-        self, data_id: str, phase: str, var: str, idx: indexing.Index, arr: np.ndarray
+        self, data_id: str, phase: str, var: str, idx: indexing.Index, arr: Any
     ) -> _Op:
         info = self._db.info(data_id, phase, var)
+        if info.ragged:
+            if isinstance(idx, int) and isinstance(arr, np.ndarray):
+                if arr.ndim == len(info.row_shape) + 2 and arr.shape[0] == 1:
+                    arr = arr[0]  # [row], as multiml's int-index writes take (1, ...)
+                arr = RaggedArray.from_list([arr], f"data for var {var!r}")  # one row
+            arr = self._fit(arr, info, var)
+            n = 1 if isinstance(idx, int) else indexing.count(idx, info.length)
+            if len(arr) != n:
+                raise ShapeMismatchError(
+                    f"index selects {n} rows of ragged var {var!r} in phase {phase!r}, but "
+                    f"{len(arr)} rows were given."
+                )
+            return _Op("write", phase, var, data=arr, index=idx)
+        if isinstance(arr, RaggedArray):
+            self._fit(arr, info, var)  # raises: ragged rows into a regular var
         if isinstance(idx, int):
             if arr.shape == (1, *info.row_shape):
                 arr = arr[0]
@@ -892,6 +1028,11 @@ class StoreGate:
         names = _name_list(var_names)
         for v in names:
             check_name(v)
+        if isinstance(shape, tuple | list) and any(s is None for s in shape):
+            raise ShapeMismatchError(
+                f"create_empty cannot make a ragged var (shape {tuple(shape)!r} has None): the "
+                "length of each row is only known from the data. Add it with add_data instead."
+            )
         if isinstance(shape, int | np.integer):
             shape = (int(shape),)
         try:
@@ -1273,7 +1414,7 @@ class StoreGate:
             for v in names:
                 info = self._db.info(data_id, phase, v)
                 where = ",".join(tiers_of(data_id, phase, v)) if tiers_of else self._backend
-                shape = (None, *info.row_shape[1:]) if info.ragged else info.row_shape
+                shape = (None, *info.row_shape) if info.ragged else info.row_shape
                 vtype = info.dtype.str + (" (ragged)" if info.ragged else "")
                 rows.append([phase, where, v, vtype, str(info.length), str(shape)])
             rows.append("-")

@@ -231,6 +231,25 @@ class RaggedArray:
         positions = np.repeat(starts - offsets[:-1], lengths) + np.arange(total, dtype=np.int64)
         return RaggedArray(np.take(self.values, positions, axis=0), offsets, validate=False)
 
+    def replace_rows(self, rows: np.ndarray, data: RaggedArray) -> RaggedArray:
+        """A copy with the rows at ``rows`` (int64) replaced by the rows of ``data`` (any
+        lengths); with repeated rows the last one wins, as in numpy.
+
+        Examples
+        --------
+        >>> r = RaggedArray.from_list([[0], [1, 1], [2]])
+        >>> r.replace_rows(np.array([1]), RaggedArray.from_list([[7, 7, 7]])).to_list()
+        [array([0]), array([7, 7, 7]), array([2])]
+        """
+        if rows.shape[0] != len(data):
+            raise ShapeMismatchError(
+                f"the index selects {rows.shape[0]} rows but {len(data)} ragged rows were given."
+            )
+        n = len(self)
+        source = np.arange(n, dtype=np.int64)
+        source[rows] = n + np.arange(rows.shape[0], dtype=np.int64)
+        return RaggedArray.concatenate([self, data]).take(source)
+
     # ------------------------------------------------------------------ conversion
     def to_list(self) -> list[np.ndarray]:
         """One numpy array per row (copies)."""

@@ -39,10 +39,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .backends.base import TEMP_PREFIX, Backend
+from .ragged import RaggedArray
 
 __all__ = ["BLOCK_BYTES", "TMP_PREFIX", "map_blocks", "replace_var", "replace_vars",
            "shuffled_blocks"]
@@ -115,15 +117,28 @@ def map_blocks(
     if block_bytes is None:
         block_bytes = BLOCK_BYTES
     info = db.info(data_id, phase, var)
-    empty = fn(np.zeros((0, *info.row_shape), dtype=info.dtype))
-    probe = fn(np.zeros((1, *info.row_shape), dtype=info.dtype))
+    if info.ragged:  # a ragged var: fn maps its values; the offsets stay
+        values_fn = fn
+
+        def fn(block: Any) -> Any:
+            return RaggedArray(np.ascontiguousarray(values_fn(block.values)), block.offsets,
+                               validate=False)
+
+        zero = RaggedArray(np.zeros((0, *info.row_shape), dtype=info.dtype),
+                           np.zeros(1, dtype=np.int64), validate=False)
+        empty = fn(zero)
+        probe = values_fn(np.zeros((1, *info.row_shape), dtype=info.dtype))
+    else:
+        empty = fn(np.zeros((0, *info.row_shape), dtype=info.dtype))
+        probe = fn(np.zeros((1, *info.row_shape), dtype=info.dtype))
     step = _rows_per_block(max(_row_bytes(info.shape, info.dtype),
                                _row_bytes(probe.shape, probe.dtype)), block_bytes)
 
     def gen() -> Iterator[np.ndarray]:
         for start in range(0, info.length, step):
             stop = min(info.length, start + step)
-            yield np.ascontiguousarray(fn(db.read(data_id, phase, var, slice(start, stop, 1))))
+            out = fn(db.read(data_id, phase, var, slice(start, stop, 1)))
+            yield out if isinstance(out, RaggedArray) else np.ascontiguousarray(out)
 
     return _Blocks(gen(), empty)
 
@@ -154,7 +169,9 @@ def shuffled_blocks(
     n = info.length
     if perm.shape != (n,):
         raise ValueError(f"permutation of length {perm.shape} for a var of {n} rows")
-    empty = np.zeros((0, *info.row_shape), dtype=info.dtype)
+    empty: Any = np.zeros((0, *info.row_shape), dtype=info.dtype)
+    if info.ragged:
+        empty = RaggedArray(empty, np.zeros(1, dtype=np.int64), validate=False)
     step = _rows_per_block(_row_bytes(info.shape, info.dtype), block_bytes)
     perm = perm.astype(np.int64, copy=False)
 
@@ -199,7 +216,8 @@ def shuffled_blocks(
                 os.unlink(path(b, "rows"))
                 yield out
 
-    return _Blocks(two_pass() if db.persistent else gather(), empty)
+    # ragged vars are gathered (their values arena keeps the gathers fast)
+    return _Blocks(two_pass() if db.persistent and not info.ragged else gather(), empty)
 
 
 def replace_var(db: Backend, data_id: str, phase: str, var: str, blocks: _Blocks) -> None:
@@ -258,7 +276,10 @@ def replace_vars(
                 db.append(data_id, phase, tmp, block)
                 wrote = True
             if not wrote:
-                db.create(data_id, phase, tmp, blocks.empty.shape, blocks.empty.dtype)
+                if isinstance(blocks.empty, RaggedArray):
+                    db.append(data_id, phase, tmp, blocks.empty)
+                else:
+                    db.create(data_id, phase, tmp, blocks.empty.shape, blocks.empty.dtype)
             db.flush()
             groups.setdefault(id(db), (db, []))[1].append((tmp, var))
         for db, pairs in groups.values():

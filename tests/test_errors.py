@@ -435,9 +435,17 @@ def test_unstorable_dtypes_refused(filled, data):
     check_rejected(filled, lambda: filled.astype("a", object), DtypeError, "object")
 
 
-def test_ragged_list_data_refused(filled):
-    check_rejected(filled, lambda: filled.add_data("bad", [[1, 2], [3]]), ShapeMismatchError,
+def test_ragged_rows_into_regular_var_refused(filled):
+    # [[1, 2], [3]] is a valid *new* ragged var, but not rows for the regular var 'a'
+    check_rejected(filled, lambda: filled.add_data("a", [[1, 2], [3]]), ShapeMismatchError,
+                   "'a'", "ragged")
+
+
+def test_malformed_ragged_rows_refused(filled):
+    check_rejected(filled, lambda: filled.add_data("bad", [[1, 2], 3]), ShapeMismatchError,
                    "'bad'")
+    check_rejected(filled, lambda: filled.add_data("bad", [np.zeros((2, 3)), np.zeros((1, 4))]),
+                   ShapeMismatchError, "first axis")
 
 
 def test_scalar_data_refused(filled):

@@ -59,7 +59,9 @@ class VarInfo:
     dtype
         The stored numpy dtype.
     ragged
-        Whether rows have their own length along the first per-row axis.
+        Whether rows have their own length along the first per-row axis. For a ragged var,
+        ``shape[1:]`` (``row_shape``) is the shape of one *item*: a row is ``(n_i, *row_shape)``,
+        and ``extra["n_values"]`` counts the items of all rows.
     chunks
         Chunk shape on disk, or ``None`` for unchunked storage.
     codec
@@ -94,7 +96,11 @@ class VarInfo:
 
     @property
     def nbytes(self) -> int:
-        """Size of the data in bytes, uncompressed."""
+        """Size of the data in bytes, uncompressed (a ragged var: values plus offsets)."""
+        if self.ragged:
+            items = int(self.extra.get("n_values", 0))
+            per_item = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+            return items * per_item + 8 * (self.length + 1)
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 

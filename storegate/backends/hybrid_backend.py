@@ -82,6 +82,7 @@ class HybridBackend(Backend):
 
     name: ClassVar[str] = "hybrid"
     persistent: ClassVar[bool] = True
+    supports_ragged: ClassVar[bool] = True
 
     def __init__(
         self,

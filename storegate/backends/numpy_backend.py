@@ -35,6 +35,15 @@ from .base import Backend, VarInfo
 __all__ = ["NumpyBackend"]
 
 
+def _rows_of(index: Index) -> np.ndarray:
+    """A normalised index as an int64 array of rows."""
+    if isinstance(index, int):
+        return np.array([index], dtype=np.int64)
+    if isinstance(index, slice):
+        return np.arange(index.start, index.stop, index.step, dtype=np.int64)
+    return index
+
+
 def _kind_mismatch(var: str, ragged_var: bool) -> ShapeMismatchError:
     if ragged_var:
         return ShapeMismatchError(
@@ -105,20 +114,7 @@ class _RaggedColumn:
 
 def _ragged_write(old: RaggedArray, index: Index, data: RaggedArray) -> RaggedArray:
     """``old`` with the rows at ``index`` replaced by the rows of ``data`` (any lengths)."""
-    n = len(old)
-    if isinstance(index, int):
-        rows = np.array([index], dtype=np.int64)
-    elif isinstance(index, slice):
-        rows = np.arange(index.start, index.stop, index.step, dtype=np.int64)
-    else:
-        rows = index
-    if rows.shape[0] != len(data):
-        raise ShapeMismatchError(
-            f"index selects {rows.shape[0]} rows but {len(data)} ragged rows were given."
-        )
-    source = np.arange(n, dtype=np.int64)
-    source[rows] = n + np.arange(rows.shape[0], dtype=np.int64)  # numpy: the last write wins
-    return RaggedArray.concatenate([old, data]).take(source)
+    return old.replace_rows(_rows_of(index), data)
 
 
 class NumpyBackend(Backend):

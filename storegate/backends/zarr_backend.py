@@ -65,6 +65,7 @@ from ..errors import (
 )
 from ..indexing import Index
 from ..phases import PHASES, check_phase
+from ..ragged import RaggedArray
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
 
@@ -212,6 +213,7 @@ class _Var:
     pending: list[np.ndarray] = field(default_factory=list)
     pending_rows: int = 0
     filler: Any = None  # reads rows straight from the chunks (see _filler)
+    whole: np.ndarray | None = None  # a ragged var's offsets, kept in memory once read
 
     @property
     def committed(self) -> int:
@@ -235,6 +237,8 @@ class _Phase:
     vars: dict[str, _Var] = field(default_factory=dict)
     # read-only: vars whose content is their moved-aside copy (an interrupted swap)
     redirect: dict[str, str] = field(default_factory=dict)
+    # ragged vars: a group <var>/ holding the arrays <var>/values and <var>/offsets
+    ragged: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -311,11 +315,19 @@ def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: i
     var.filler = None
 
 
+def _committed(ph: _Phase, name: str) -> bool:
+    """Whether a var's data are on disk: its array exists (a ragged var: its offsets array,
+    which is written after its values)."""
+    key = f"{name}/offsets" if name in ph.ragged else name
+    return key not in ph.vars or ph.vars[key].array is not None
+
+
 def _commit_order(ph: _Phase) -> None:
     """Persist which vars exist, in order: the last step of every create/delete/rename."""
-    created = [v for v in ph.order if v not in ph.vars or ph.vars[v].array is not None]
+    created = [v for v in ph.order if _committed(ph, v)]
     meta = dict(ph.group.attrs.get(_META, {}) or {})
     meta["var_order"] = created
+    meta["ragged"] = [v for v in created if v in ph.ragged]
     ph.group.attrs[_META] = meta
 
 
@@ -470,6 +482,7 @@ class ZarrBackend(Backend):
 
     name: ClassVar[str] = "zarr"
     persistent: ClassVar[bool] = True
+    supports_ragged: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -703,6 +716,8 @@ class ZarrBackend(Backend):
         if not isinstance(order, list):  # a store storegate did not write (multiml)
             order = sorted(k for k in pgroup.array_keys() if not k.startswith("."))
         ph = _Phase(pgroup, [str(v) for v in order])
+        ragged = meta.get("ragged") if isinstance(meta, dict) else None
+        ph.ragged = {str(v) for v in ragged} if isinstance(ragged, list) else set()
         files = self._files
         if self.readonly and files is not None and files.supported:
             # cannot recover: read what the recovery would restore
@@ -790,6 +805,8 @@ class ZarrBackend(Backend):
         return var in ph.order or var in ph.vars
 
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:
+        if self._is_ragged(data_id, phase, var):
+            return self._ragged_info(data_id, phase, var)
         v = self._var(data_id, phase, var)
         chunks = tuple(v.array.chunks) if v.array is not None else None
         codec = (_describe_codecs(v.array) if v.array is not None
@@ -821,8 +838,11 @@ class ZarrBackend(Backend):
         """Gathers go through the var's decoded arena (filled on first touch); rows and slices
         are copied from the arena when it already holds them, else read straight from the chunks
         without filling it, so streaming a var (a scan, a transform) keeps memory flat."""
-        v = self._ready(data_id, phase, var)
-        key = (data_id, phase, var)
+        if self._is_ragged(data_id, phase, var):
+            return self._ragged_read(data_id, phase, var, index)
+        return self._read_rows((data_id, phase, var), self._ready(data_id, phase, var), index)
+
+    def _read_rows(self, key: tuple[str, str, str], v: _Var, index: Index) -> np.ndarray:
         if v.array is None:  # an empty var that was never flushed
             return np.empty((0, *v.row_shape), dtype=v.dtype)[index]
         if isinstance(index, np.ndarray):
@@ -851,9 +871,12 @@ class ZarrBackend(Backend):
         return out if step == 1 else out[::step].copy()
 
     # ------------------------------------------------------------------ writes
-    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
+    def append(self, data_id: str, phase: str, var: str, data: Any) -> None:
         self._check_writable()
         ph = self._phase(data_id, phase, create=True)
+        if isinstance(data, RaggedArray) or var in ph.ragged:
+            self._ragged_append(ph, data_id, phase, var, data)
+            return
         v = ph.vars.get(var)
         if v is None and var in ph.order:
             v = self._var(data_id, phase, var)
@@ -912,8 +935,11 @@ class ZarrBackend(Backend):
                     _flush_var(ph, name, v, self._settings)
                     self._cache.drop((data_id, phase, name))
 
-    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         self._check_writable()
+        if self._is_ragged(data_id, phase, var) or isinstance(data, RaggedArray):
+            self._ragged_write(data_id, phase, var, index, data)
+            return
         v = self._ready(data_id, phase, var)
         if v.array is None:
             if isinstance(index, np.ndarray) and index.size == 0:
@@ -956,14 +982,17 @@ class ZarrBackend(Backend):
     def delete(self, data_id: str, phase: str, var: str) -> None:
         self._check_writable()
         ph = self._phase(data_id, phase)
-        v = self._var(data_id, phase, var)
+        if var in ph.ragged:
+            on_disk = _committed(ph, var) or f"{var}/values" in ph.vars
+        else:
+            on_disk = self._var(data_id, phase, var).array is not None
         if var in ph.order:
             ph.order.remove(var)
-        ph.vars.pop(var, None)
-        self._cache.drop((data_id, phase, var))
+        ph.ragged.discard(var)
+        self._forget(data_id, phase, [var])
         if ph.group is not None:
             _commit_order(ph)  # the var is gone for readers from here on
-            if v.array is not None and var in ph.group:
+            if on_disk and var in ph.group:
                 del ph.group[var]
 
     def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
@@ -977,7 +1006,7 @@ class ZarrBackend(Backend):
         self._check_writable()
         ph = self._phase(data_id, phase)
         for src, _ in pairs:
-            self._ready(data_id, phase, src)
+            self._flush_name(data_id, phase, src)
         pairs = [(src, dst) for src, dst in pairs if src != dst]
         if not pairs:
             return
@@ -987,9 +1016,10 @@ class ZarrBackend(Backend):
                 f"renaming vars is not supported on {self.describe()} (no directory access)."
             )
         rel = f"{data_id}/{phase}"
-        replaced = [dst for _, dst in pairs if dst in ph.order or dst in ph.vars]
+        replaced = [dst for _, dst in pairs
+                    if dst in ph.order or dst in ph.vars or dst in ph.ragged]
         for dst in replaced:
-            self._ready(data_id, phase, dst)
+            self._flush_name(data_id, phase, dst)
         try:
             for dst in replaced:
                 if files.exists(f"{rel}/{dst}"):
@@ -1001,6 +1031,11 @@ class ZarrBackend(Backend):
             self._recover(data_id, phase)  # put the old vars back
             raise
         # from here the new data are in place; the order below makes it official
+        moved_ragged = {dst for src, dst in pairs if src in ph.ragged}
+        for src, dst in pairs:
+            ph.ragged.discard(src)
+            ph.ragged.discard(dst)
+        ph.ragged |= moved_ragged
         for src, dst in pairs:
             if dst not in replaced:
                 if src in ph.order:
@@ -1014,13 +1049,179 @@ class ZarrBackend(Backend):
         for dst in replaced:
             files.remove(f"{rel}/{_OLD_PREFIX}{dst}")
 
+    # ------------------------------------------------------------------ ragged vars
+    def _is_ragged(self, data_id: str, phase: str, var: str) -> bool:
+        return var in self._phase(data_id, phase).ragged
+
+    def _flush_name(self, data_id: str, phase: str, var: str) -> None:
+        if self._is_ragged(data_id, phase, var):
+            self._offsets(data_id, phase, var)
+        else:
+            self._ready(data_id, phase, var)
+
+    def _part(self, data_id: str, phase: str, var: str, part: str) -> _Var:
+        """The ``values`` or ``offsets`` array of a ragged var."""
+        ph = self._phase(data_id, phase)
+        key = f"{var}/{part}"
+        v = ph.vars.get(key)
+        if v is None:
+            try:
+                arr = ph.group[f"{ph.redirect.get(var, var)}/{part}"]
+            except KeyError:
+                raise CorruptStoreError(
+                    f"ragged var {var!r} in {data_id}/{phase} of {self.describe()} has no "
+                    f"{part!r} array; the store was modified outside storegate."
+                ) from None
+            v = _Var(np.dtype(arr.dtype), tuple(arr.shape[1:]), arr, int(arr.chunks[0]))
+            ph.vars[key] = v
+        return v
+
+    def _ready_part(self, data_id: str, phase: str, var: str, part: str) -> _Var:
+        v = self._part(data_id, phase, var, part)
+        if v.pending:
+            _flush_var(self._phases[(data_id, phase)], f"{var}/{part}", v, self._settings)
+            self._cache.drop((data_id, phase, f"{var}/{part}"))
+        return v
+
+    def _offsets(self, data_id: str, phase: str, var: str) -> np.ndarray:
+        """A ragged var's offsets (n + 1 entries), read once and kept in memory; writes the
+        var's buffered rows first (values before offsets: data first)."""
+        self._ready_part(data_id, phase, var, "values")
+        off = self._ready_part(data_id, phase, var, "offsets")
+        if off.whole is None or off.whole.shape[0] != off.length:
+            whole = self._read_rows((data_id, phase, f"{var}/offsets"), off,
+                                    slice(0, off.length, 1))
+            values = self._part(data_id, phase, var, "values")
+            if whole.shape[0] == 0 or whole[0] != 0 or whole[-1] > values.length or (
+                    np.diff(whole) < 0).any():
+                raise CorruptStoreError(
+                    f"the offsets of ragged var {var!r} in {data_id}/{phase} of "
+                    f"{self.describe()} are damaged (they must start at 0, never decrease and "
+                    f"end within the {values.length} values)."
+                )
+            off.whole = whole
+        return off.whole
+
+    def _ragged_info(self, data_id: str, phase: str, var: str) -> VarInfo:
+        values = self._part(data_id, phase, var, "values")
+        off = self._part(data_id, phase, var, "offsets")
+        chunks = tuple(values.array.chunks) if values.array is not None else None
+        codec = _describe_codecs(values.array) if values.array is not None else "pending"
+        n_values = int(self._offsets(data_id, phase, var)[-1])
+        return VarInfo(var, (off.length - 1, *values.row_shape), values.dtype, ragged=True,
+                       chunks=chunks, codec=codec, extra={"n_values": n_values})
+
+    def _ragged_read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
+        offsets = self._offsets(data_id, phase, var)
+        values = self._part(data_id, phase, var, "values")
+        vkey = (data_id, phase, f"{var}/values")
+        if isinstance(index, int):
+            return self._read_rows(vkey, values, slice(int(offsets[index]),
+                                                       int(offsets[index + 1]), 1))
+        if isinstance(index, slice) and index.step == 1:
+            a, b = int(offsets[index.start]), int(offsets[max(index.start, index.stop)])
+            return RaggedArray(self._read_rows(vkey, values, slice(a, b, 1)),
+                               offsets[index.start : max(index.start, index.stop) + 1] - a,
+                               validate=False)
+        rows = index if isinstance(index, np.ndarray) else np.arange(
+            index.start, index.stop, index.step, dtype=np.int64)
+        starts = offsets[rows]
+        lengths = offsets[rows + 1] - starts
+        new = np.zeros(rows.shape[0] + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new[1:])
+        positions = np.repeat(starts - new[:-1], lengths) + np.arange(int(new[-1]),
+                                                                       dtype=np.int64)
+        return RaggedArray(self._read_rows(vkey, values, positions), new, validate=False)
+
+    def _ragged_append(self, ph: _Phase, data_id: str, phase: str, var: str, data: Any) -> None:
+        exists = var in ph.order or var in ph.ragged
+        if exists and var not in ph.ragged:
+            raise ShapeMismatchError(
+                f"var {var!r} has rows of one fixed shape; ragged rows cannot be written into "
+                "it. Use a new var for ragged data."
+            )
+        if not isinstance(data, RaggedArray):
+            raise ShapeMismatchError(
+                f"var {var!r} is ragged; write ragged rows (a list of arrays, an awkward array "
+                "or a RaggedArray), not a regular array."
+            )
+        if exists:
+            values = self._part(data_id, phase, var, "values")
+            off = self._part(data_id, phase, var, "offsets")
+            check_row_shape(data.values, values.row_shape, var)
+            data = RaggedArray(cast_for_write(data.values, values.dtype, var), data.offsets,
+                               validate=False)
+        else:
+            values = _Var(np.dtype(data.dtype), data.row_shape)
+            off = _Var(np.dtype(np.int64), ())
+            ph.vars[f"{var}/values"] = values  # values first: flushed before the offsets
+            ph.vars[f"{var}/offsets"] = off
+            ph.ragged.add(var)
+            if var not in ph.order and not var.startswith("."):
+                ph.order.append(var)
+            off.pending, off.pending_rows = [np.zeros(1, dtype=np.int64)], 1
+        base = values.length
+        self._push(ph, f"{var}/values", values, data.values)
+        new_offsets = data.offsets[1:] + base
+        rows = off.chunk_rows or _target_rows(off, self._settings)
+        total = off.committed + off.pending_rows + new_offsets.shape[0]
+        if (off.array is None and total - off.committed >= rows) or (
+                off.array is not None and (total // rows) * rows > off.committed):
+            # the offsets are about to reach the disk: their values must be there first
+            _flush_var(ph, f"{var}/values", values, self._settings)
+        self._push(ph, f"{var}/offsets", off, new_offsets)
+        off.whole = None
+        for part in ("values", "offsets"):
+            self._cache.drop((data_id, phase, f"{var}/{part}"))
+
+    def _ragged_write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
+        ph = self._phase(data_id, phase)
+        if var not in ph.ragged or not isinstance(data, RaggedArray):
+            self._ragged_append(ph, data_id, phase, var, data)  # raises the kind mismatch
+            return
+        offsets = self._offsets(data_id, phase, var)
+        values = self._part(data_id, phase, var, "values")
+        check_row_shape(data.values, values.row_shape, var)
+        data = RaggedArray(cast_for_write(data.values, values.dtype, var), data.offsets,
+                           validate=False)
+        if isinstance(index, int):
+            rows = np.array([index], dtype=np.int64)
+        elif isinstance(index, slice):
+            rows = np.arange(index.start, index.stop, index.step, dtype=np.int64)
+        else:
+            rows = index
+        if rows.shape[0] != len(data):
+            raise ShapeMismatchError(
+                f"the index selects {rows.shape[0]} rows of {var!r} but {len(data)} ragged rows "
+                "were given."
+            )
+        if rows.size == 0:
+            return
+        same = np.array_equal(offsets[rows + 1] - offsets[rows], data.lengths())
+        if same and np.unique(rows).shape[0] == rows.shape[0]:
+            # same lengths: overwrite the values in place
+            starts = offsets[rows]
+            positions = np.repeat(starts - data.offsets[:-1], data.lengths()) + np.arange(
+                data.values.shape[0], dtype=np.int64)
+            self.write(data_id, phase, f"{var}/values", positions, data.values)
+            return
+        # other lengths: the values move, so the var is rewritten and swapped in
+        new = self._ragged_read(data_id, phase, var, slice(0, len(offsets) - 1, 1))
+        new = new.replace_rows(rows, data)
+        tmp = TEMP_PREFIX + var
+        if tmp in ph.ragged or tmp in ph.vars:
+            self.delete(data_id, phase, tmp)
+        self._ragged_append(ph, data_id, phase, tmp, new)
+        self.rename_many(data_id, phase, [(tmp, var)])
+
     def _forget(self, data_id: str, phase: str, names: Sequence[str]) -> None:
         """Drop this process's handles and arenas of vars whose directories moved."""
         ph = self._phases.get((data_id, phase))
         for name in names:
-            if ph is not None:
-                ph.vars.pop(name, None)
-            self._cache.drop((data_id, phase, name))
+            for key in (name, f"{name}/values", f"{name}/offsets"):
+                if ph is not None:
+                    ph.vars.pop(key, None)
+                self._cache.drop((data_id, phase, key))
 
     def close(self) -> None:
         self.flush()
