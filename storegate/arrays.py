@@ -104,7 +104,8 @@ def cast_for_write(data: np.ndarray, dtype: np.dtype, var: str) -> np.ndarray:
 
     Same-kind casts are allowed (float64 into float32, int into float, bool into int); casts
     that change kind the wrong way (float into int, complex into float, int into bool) raise.
-    Integer narrowing is allowed only when every value fits.
+    Integer narrowing is allowed only when every value fits, and float narrowing only when no
+    finite value would overflow to infinity (precision is rounded, as numpy does).
 
     Examples
     --------
@@ -122,6 +123,16 @@ def cast_for_write(data: np.ndarray, dtype: np.dtype, var: str) -> np.ndarray:
             raise DtypeError(
                 f"values of {var!r} range over [{lo}, {hi}], which does not fit the var's dtype "
                 f"{dtype}; convert the var first (sg.astype({var!r}, '{data.dtype}'))."
+            )
+    if ok and data.dtype.kind in "fc" and dtype.kind in "fc" and data.size and (
+            dtype.itemsize < data.dtype.itemsize):
+        limit = np.finfo(dtype).max
+        mags = np.abs(data[np.isfinite(data)])
+        if mags.size and mags.max() > limit:
+            raise DtypeError(
+                f"values of {var!r} reach {mags.max():.3g}, beyond the largest {dtype} "
+                f"({limit:.3g}); they would become inf. Convert the var first "
+                f"(sg.astype({var!r}, '{data.dtype}'))."
             )
     if not ok:
         raise DtypeError(

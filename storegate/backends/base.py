@@ -38,8 +38,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..indexing import Index
+from ..ragged import RaggedArray
 
-__all__ = ["TEMP_PREFIX", "Backend", "VarInfo"]
+__all__ = ["TEMP_PREFIX", "Backend", "Rows", "VarInfo"]
+
+#: What backends read and write: a regular array ``(n, *k)`` or ragged rows.
+Rows = np.ndarray | RaggedArray
 
 #: Vars whose names start with this are storegate's temporaries (user names cannot start with
 #: "."); backends store them like any var but never list them in ``var_names``.
@@ -195,21 +199,25 @@ class Backend(abc.ABC):
         """Shape, dtype and layout of a var, without reading its data."""
 
     @abc.abstractmethod
-    def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
-        """Read rows of a var at a normalised index (see the module docstring)."""
+    def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
+        """Read rows of a var at a normalised index (see the module docstring): an ndarray, or
+        for a ragged var a :class:`~storegate.ragged.RaggedArray` (one ``(n_i, *k)`` ndarray
+        for an int index)."""
 
     def read_many(
         self, data_id: str, phase: str, vars: Sequence[str], index: Index
-    ) -> list[np.ndarray]:
+    ) -> list[Any]:
         """Read several vars of one phase at the same index (one batched read if possible)."""
         return [self.read(data_id, phase, v, index) for v in vars]
 
     @abc.abstractmethod
-    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
-        """Append rows to a var, creating it (with ``data``'s dtype) if it does not exist."""
+    def append(self, data_id: str, phase: str, var: str, data: Rows) -> None:
+        """Append rows to a var, creating it (with ``data``'s dtype) if it does not exist; a
+        :class:`~storegate.ragged.RaggedArray` creates or extends a ragged var (backends with
+        ``supports_ragged``)."""
 
     @abc.abstractmethod
-    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: Rows) -> None:
         """Overwrite rows in place. ``data`` has shape ``(count, *row_shape)``, or
         ``row_shape`` for an int index; it has already been cast to the var's dtype."""
 

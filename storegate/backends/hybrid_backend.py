@@ -356,7 +356,7 @@ class HybridBackend(Backend):
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:
         return self._source(data_id, phase, var).info(data_id, phase, var)
 
-    def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
+    def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
         return self._source(data_id, phase, var, touch=True).read(data_id, phase, var, index)
 
     def read_many(
@@ -383,14 +383,14 @@ class HybridBackend(Backend):
             db._check_writable()
         return holders
 
-    def append(self, data_id: str, phase: str, var: str, data: np.ndarray) -> None:
+    def append(self, data_id: str, phase: str, var: str, data: Any) -> None:
         for db in self._targets(data_id, phase, var):
             db.append(data_id, phase, var, data)
         if self._mem_has(data_id, phase, var):
             self._touch(data_id, phase, var)
             self.enforce_memory_limit()
 
-    def write(self, data_id: str, phase: str, var: str, index: Index, data: np.ndarray) -> None:
+    def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         if not self.has_var(data_id, phase, var):
             self._source(data_id, phase, var)  # raises VarNotFoundError
         for db in self._targets(data_id, phase, var):

@@ -52,7 +52,8 @@ For a persistent backend::
 
 The suite is split into parts (:class:`DataIdContract`, :class:`VarContract`,
 :class:`ReadContract`, :class:`WriteContract`, :class:`ErrorContract`,
-:class:`ProcessContract`, :class:`PersistenceContract`) that can be subclassed on their own.
+:class:`ProcessContract`, :class:`PersistenceContract`, :class:`RaggedContract`) that can
+be subclassed on their own.
 A test that cannot apply to a backend can be overridden in the subclass (e.g. with a method of
 the same name that calls ``pytest.skip`` with the reason).
 
@@ -89,6 +90,7 @@ from .helpers import (  # noqa: E402
     assert_same_store,
     sample_array,
 )
+from .ragged import RaggedContract, ragged_sample  # noqa: E402
 
 __all__ = [
     "DTYPES",
@@ -98,6 +100,7 @@ __all__ = [
     "ErrorContract",
     "PersistenceContract",
     "ProcessContract",
+    "RaggedContract",
     "ReadContract",
     "Reopen",
     "Twin",
@@ -106,5 +109,6 @@ __all__ = [
     "assert_identical",
     "assert_same_info",
     "assert_same_store",
+    "ragged_sample",
     "sample_array",
 ]

@@ -30,6 +30,7 @@ from ..indexing import Index, normalize
 from ..phases import PHASES
 from ._workers import ReadRequest, run_reads_in_process
 from .helpers import DTYPES, assert_identical, assert_same_info, assert_same_store, sample_array
+from .ragged import RaggedContract
 
 __all__ = [
     "BackendContract",
@@ -1136,6 +1137,7 @@ class BackendContract(
     ErrorContract,
     ProcessContract,
     PersistenceContract,
+    RaggedContract,
 ):
     """The whole backend contract. Subclass it and define a ``backend`` fixture.
 

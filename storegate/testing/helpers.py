@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Backend, VarInfo
+from ..ragged import RaggedArray
 
 __all__ = [
     "DTYPES",
@@ -63,6 +64,13 @@ def assert_identical(actual: Any, expected: Any, what: str = "result") -> None:
     --------
     >>> assert_identical(np.array(1.0), np.float64(1.0))
     """
+    if isinstance(expected, RaggedArray):
+        assert isinstance(actual, RaggedArray), (
+            f"{what}: expected a RaggedArray, got {type(actual).__name__} {actual!r}"
+        )
+        assert_identical(actual.offsets, expected.offsets, f"{what} (offsets)")
+        assert_identical(actual.values, expected.values, f"{what} (values)")
+        return
     exp = np.asarray(expected)
     assert isinstance(actual, np.ndarray), (
         f"{what}: expected a numpy.ndarray, got {type(actual).__name__} {actual!r}"
