@@ -53,6 +53,7 @@ _BUILTIN_FALLBACK = {
     "numpy": "storegate.backends.numpy_backend:NumpyBackend",
     "zarr": "storegate.backends.zarr_backend:ZarrBackend",
     "hybrid": "storegate.backends.hybrid_backend:HybridBackend",
+    "parquet": "storegate.backends.parquet_backend:ParquetBackend",
 }
 
 # What to install when a backend's module needs a library that is missing.
