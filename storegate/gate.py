@@ -1180,6 +1180,8 @@ class StoreGate:
             step = max(1, transforms.BLOCK_BYTES // max(1, info.nbytes // max(1, info.length)))
             for start in range(0, info.length, step):
                 block = self._db.read(data_id, p, v, slice(start, min(info.length, start + step)))
+                if isinstance(block, RaggedArray):
+                    block = block.values  # the labels of every item of every row
                 if block.size and (block.min() < 0 or block.max() >= num_classes):
                     raise InvalidArgumentError(
                         f"onehot: var {v!r} in phase {p!r} has labels in [{block.min()}, "
@@ -1203,6 +1205,12 @@ class StoreGate:
         """
 
         def make(p: str, v: str, info: VarInfo) -> Callable[[np.ndarray], np.ndarray]:
+            if info.ragged:
+                raise UnsupportedOperationError(
+                    f"argmax of ragged var {v!r} in phase {p!r} is not supported: its rows have "
+                    "different lengths along axis 1, so the result would not be one var. "
+                    "Read the rows (ragged_as='list') and reduce them yourself."
+                )
             ndim = len(info.shape)
             if not isinstance(axis, int | np.integer) or not -ndim <= axis < ndim or (
                 axis % ndim == 0
@@ -1282,14 +1290,14 @@ class StoreGate:
         return self._read_phase(data_id, phase, names, single, slice(0, n, 1), db)
 
     def _check_copy_lengths(self, data_id: str, phase: str,
-                            columns: list[tuple[str, np.ndarray]], shadows: bool) -> None:
+                            columns: list[tuple[str, Any]], shadows: bool) -> None:
         """Refuse a tier copy that would leave ``phase`` with vars of different lengths (the
         compile after the swap would fail with both tiers already changed). ``shadows``: the
         new copies hide the var's present copy (the destination is the memory tier)."""
         new = {v for v, _ in columns}
         lengths = {v: self._db.info(data_id, phase, v).length
                    for v in self._db.var_names(data_id, phase) if not (shadows and v in new)}
-        lengths.update({f"{v} (new copy)": arr.shape[0] for v, arr in columns})
+        lengths.update({f"{v} (new copy)": _n_rows(arr) for v, arr in columns})
         if len(set(lengths.values())) > 1:
             desc = ", ".join(f"{v}={n}" for v, n in lengths.items())
             raise InconsistentLengthError(
@@ -1315,7 +1323,7 @@ class StoreGate:
         if check_phase(phase) == ALL:  # only the phases where the source tier has the vars
             phases = [p for p in phases if any(_tier_has(src, data_id, p, v) for v in names)]
         # 1. stage: read and transform everything before writing anything
-        staged: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
+        staged: list[tuple[str, list[tuple[str, Any]]]] = []
         for p in phases:
             missing = [v for v in names if not _tier_has(src, data_id, p, v)]
             if missing:
@@ -1328,7 +1336,7 @@ class StoreGate:
             new_names = out_names
             if callback is not None:
                 new_names, data = callback(out_names, data)
-            columns = [(v, as_array(c, f"data for var {v!r}"))
+            columns = [(v, _as_data(c, f"data for var {v!r}"))
                        for v, c in self._columns(new_names, data, method)]
             self._check_copy_lengths(data_id, p, columns, shadows=dst is tier("numpy"))
             staged.append((p, columns))
@@ -1349,7 +1357,7 @@ class StoreGate:
                     if dst.has_var(data_id, p, tmp):
                         dst.delete(data_id, p, tmp)
                     written.append((p, v, tmp))
-                    if arr.shape[0]:
+                    if _n_rows(arr) or isinstance(arr, RaggedArray):
                         dst.append(data_id, p, tmp, arr)
                     else:
                         dst.create(data_id, p, tmp, arr.shape, arr.dtype)

@@ -583,6 +583,20 @@ class _RowGroupCache:
         self._lock = threading.Lock()
 
 
+class _RaggedWhole:
+    """A ragged var decoded whole, held in the arena cache (which only needs ``nbytes``)."""
+
+    __slots__ = ("_lock", "data")
+
+    def __init__(self, data: RaggedArray) -> None:
+        self.data = data
+        self._lock = threading.Lock()  # reset after fork like an Arena's
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.nbytes
+
+
 class _State:
     """Everything one process holds for a backend (rebuilt after a fork, never pickled)."""
 
@@ -1694,7 +1708,7 @@ class ParquetBackend(Backend):
         token = tuple(vm.files)
         arena = st.arenas.get(key)
         if arena is not None:
-            if st.arena_tokens.get(key) == token:
+            if isinstance(arena, Arena) and st.arena_tokens.get(key) == token:
                 return arena
             st.arenas.drop(key)
         lay = ph.layout(var)
@@ -1705,6 +1719,24 @@ class ParquetBackend(Backend):
         st.arenas.put(key, arena)
         st.arena_tokens[key] = token
         return arena
+
+    def _ragged_whole(self, st: _State, ph: _Phase, vm: _VarMeta, lay: _Layout,
+                      var: str) -> RaggedArray | None:
+        """A ragged var decoded whole (values + offsets), kept under the arena budget like a
+        regular var's arena, or ``None`` when it does not fit."""
+        key = (ph.data_id, ph.name, var)
+        token = tuple(vm.files)
+        cached = st.arenas.get(key)
+        if isinstance(cached, _RaggedWhole) and st.arena_tokens.get(key) == token:
+            return cached.data
+        item_bytes = int(np.prod(vm.shape, dtype=np.int64)) * vm.dtype.itemsize
+        nbytes = int(lay.n_values) * item_bytes + 8 * (lay.length + 1)
+        if not st.arenas.admits(max(1, nbytes)):
+            return None
+        data = self._read_ragged(st, ph, vm, lay, var, slice(0, lay.length, 1))
+        st.arenas.put(key, _RaggedWhole(data))  # type: ignore[arg-type]
+        st.arena_tokens[key] = token
+        return data
 
     def _drop_arena(self, st: _State, ph: _Phase, var: str) -> None:
         key = (ph.data_id, ph.name, var)
@@ -1828,6 +1860,9 @@ class ParquetBackend(Backend):
                 return parts[0] if len(parts) == 1 else RaggedArray.concatenate(parts)
         if index.size == 0:
             return empty
+        whole = self._ragged_whole(st, ph, vm, lay, var)
+        if whole is not None:  # decoded once, then every gather is one vectorised take
+            return whole.take(index)
         uniq, inverse = np.unique(index, return_inverse=True)
         groups = np.searchsorted(lay.rg_starts, uniq, side="right") - 1
         cuts = np.flatnonzero(np.diff(groups)) + 1
@@ -2006,7 +2041,7 @@ class ParquetBackend(Backend):
             self._rewrite(st, ph, var, lay, {int(fi): update(int(fi))
                                              for fi in np.unique(file_of)})
             arena = st.arenas.get((ph.data_id, ph.name, var))
-            if arena is not None:
+            if isinstance(arena, Arena):
                 arena.update(crow, cblock)
                 arena._fill = _filler(st, ph, var)
                 st.arena_tokens[(ph.data_id, ph.name, var)] = tuple(ph.manifest.vars[var].files)
@@ -2105,7 +2140,8 @@ class ParquetBackend(Backend):
         key = (ph.data_id, ph.name, var)
         arena = st.arenas.get(key)
         if arena is not None:
-            arena._fill = _filler(st, ph, var)
+            if isinstance(arena, Arena):
+                arena._fill = _filler(st, ph, var)
             st.arena_tokens[key] = tuple(ph.manifest.vars[var].files)
 
     def delete(self, data_id: str, phase: str, var: str) -> None:

@@ -1,0 +1,34 @@
+"""Importers and exporters between storegate and the files people already have.
+
+Each converter imports its heavy libraries (pyarrow, awkward, h5py) only when it is called, so
+``import storegate.convert`` needs nothing but numpy.
+
+* :func:`import_kinoml_parquet` — kinoml's Parquet datasets (one awkward record per item, the
+  last field the label) into any backend, ragged features as ragged vars.
+
+Examples
+--------
+>>> import storegate.convert as convert
+>>> callable(convert.import_kinoml_parquet)
+True
+"""
+
+from .errors import (
+    ConversionError,
+    MissingDependencyError,
+    SourceFormatError,
+    SourceNotFoundError,
+    UnsupportedFieldError,
+)
+from .kinoml import ImportedVar, KinomlImport, import_kinoml_parquet
+
+__all__ = [
+    "ConversionError",
+    "ImportedVar",
+    "KinomlImport",
+    "MissingDependencyError",
+    "SourceFormatError",
+    "SourceNotFoundError",
+    "UnsupportedFieldError",
+    "import_kinoml_parquet",
+]
