@@ -123,8 +123,8 @@ class RaggedArray:
 
         Examples
         --------
-        >>> import awkward as ak  # doctest: +SKIP
-        >>> RaggedArray.from_awkward(ak.Array([[1, 2], [3]])).offsets  # doctest: +SKIP
+        >>> import awkward as ak
+        >>> RaggedArray.from_awkward(ak.Array([[1, 2], [3]])).offsets
         array([0, 2, 3])
         """
         import awkward as ak
@@ -252,7 +252,15 @@ class RaggedArray:
 
     # ------------------------------------------------------------------ conversion
     def to_list(self) -> list[np.ndarray]:
-        """One numpy array per row (copies)."""
+        """One numpy array per row (copies).
+
+        Examples
+        --------
+        >>> RaggedArray.from_list([[1], [2, 3]]).take(np.array([], dtype=np.int64)).to_list()
+        []
+        """
+        if len(self) == 0:
+            return []
         return [part.copy() for part in np.split(self.values, self.offsets[1:-1])]
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -263,7 +271,7 @@ class RaggedArray:
 
         Examples
         --------
-        >>> RaggedArray.from_list([[1, 2], [3]]).to_awkward().tolist()  # doctest: +SKIP
+        >>> RaggedArray.from_list([[1, 2], [3]]).to_awkward().tolist()
         [[1, 2], [3]]
         """
         import awkward as ak
