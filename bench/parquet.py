@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -39,24 +38,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gather import machine
+from gather import machine, median_ms, timed
 
 from storegate import StoreGate
-
-
-def median_ms(fn: Callable[[np.ndarray], object], batches: list[np.ndarray]) -> float:
-    times = []
-    for idx in batches:
-        t = time.perf_counter()
-        fn(idx)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gather import machine
 
 from storegate import StoreGate
 
@@ -91,23 +92,6 @@ print(json.dumps({"seconds": seconds, "before_kib": before, "after_kib": rss_kib
 """
 
 LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    import zarr
-
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python "
-            f"{platform.python_version()}, numpy {np.__version__}, zarr {zarr.__version__}")
 
 
 def make_store(path: Path, rows: int, dim: int) -> np.ndarray:
