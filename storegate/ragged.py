@@ -28,7 +28,7 @@ import numpy as np
 from .arrays import check_storable_dtype
 from .errors import CorruptStoreError, DtypeError, ShapeMismatchError
 
-__all__ = ["RaggedArray", "is_ragged_input"]
+__all__ = ["RaggedArray", "is_ragged_input", "kind_mismatch", "rows_of"]
 
 
 class RaggedArray:
@@ -310,3 +310,37 @@ def is_ragged_input(data: Any) -> bool:
             shapes.add(tuple(shape))
         return len({s[0] for s in shapes}) > 1
     return False
+
+
+def rows_of(index: Any) -> np.ndarray:
+    """A normalised index (int, slice with step >= 1, int64 array) as an int64 array of rows.
+
+    Examples
+    --------
+    >>> rows_of(slice(2, 8, 3))
+    array([2, 5])
+    """
+    if isinstance(index, int | np.integer):
+        return np.array([int(index)], dtype=np.int64)
+    if isinstance(index, slice):
+        return np.arange(index.start, index.stop, index.step or 1, dtype=np.int64)
+    return np.asarray(index, dtype=np.int64)
+
+
+def kind_mismatch(var: str, ragged_var: bool) -> ShapeMismatchError:
+    """The error for writing regular rows into a ragged var, or ragged rows into a regular one.
+
+    Examples
+    --------
+    >>> str(kind_mismatch("x", ragged_var=False)).split(";")[0]
+    "var 'x' has rows of one fixed shape"
+    """
+    if ragged_var:
+        return ShapeMismatchError(
+            f"var {var!r} is ragged; write ragged rows (a list of arrays, an awkward array or a "
+            "RaggedArray), not a regular array."
+        )
+    return ShapeMismatchError(
+        f"var {var!r} has rows of one fixed shape; ragged rows cannot be written into it. Use a "
+        "new var for ragged data."
+    )

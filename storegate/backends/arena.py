@@ -32,6 +32,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -144,6 +145,14 @@ class Arena:
         self.ensure_range(i, i + 1)
         return np.array(self.buf[i], copy=True)
 
+    def set_fill(self, fill: Callable[[int, int, np.ndarray], None]) -> None:
+        """Point the arena at a new source with the same content (files rewritten unchanged)."""
+        self._fill = fill
+
+    def after_fork(self) -> None:
+        """Give a forked child a fresh lock (the buffer stays shared copy-on-write)."""
+        self._lock = threading.Lock()
+
     def update(self, index: int | slice | np.ndarray, data: np.ndarray) -> None:
         """Mirror an in-place write into resident chunks (others are read fresh later)."""
         self.buf[index] = data
@@ -193,6 +202,11 @@ class ArenaCache:
             while self._arenas and self.used + arena.nbytes > self.limit:
                 self._arenas.popitem(last=False)
             self._arenas[key] = arena
+
+    def items(self) -> list[tuple[Hashable, Any]]:
+        """The cached (key, arena) pairs, least recently used first."""
+        with self._lock:
+            return list(self._arenas.items())
 
     def drop(self, key: Hashable) -> None:
         """Forget the arena of ``key`` (after its var changed shape or was deleted)."""

@@ -29,31 +29,10 @@ from ..arrays import cast_for_write, check_row_shape
 from ..errors import DataIdNotFoundError, ShapeMismatchError, VarNotFoundError
 from ..indexing import Index
 from ..phases import PHASES, check_phase
-from ..ragged import RaggedArray
+from ..ragged import RaggedArray, kind_mismatch, rows_of
 from .base import Backend, VarInfo
 
 __all__ = ["NumpyBackend"]
-
-
-def _rows_of(index: Index) -> np.ndarray:
-    """A normalised index as an int64 array of rows."""
-    if isinstance(index, int):
-        return np.array([index], dtype=np.int64)
-    if isinstance(index, slice):
-        return np.arange(index.start, index.stop, index.step, dtype=np.int64)
-    return index
-
-
-def _kind_mismatch(var: str, ragged_var: bool) -> ShapeMismatchError:
-    if ragged_var:
-        return ShapeMismatchError(
-            f"var {var!r} is ragged; write ragged rows (a list of arrays, an awkward array or a "
-            "RaggedArray), not a regular array."
-        )
-    return ShapeMismatchError(
-        f"var {var!r} has rows of one fixed shape; ragged rows cannot be written into it. Use a "
-        "new var for ragged data."
-    )
 
 
 class _Column:
@@ -110,11 +89,6 @@ class _RaggedColumn:
     def replace(self, data: RaggedArray) -> None:
         self.values = _Column(data.values)
         self.offsets = _Column(data.offsets)
-
-
-def _ragged_write(old: RaggedArray, index: Index, data: RaggedArray) -> RaggedArray:
-    """``old`` with the rows at ``index`` replaced by the rows of ``data`` (any lengths)."""
-    return old.replace_rows(_rows_of(index), data)
 
 
 class NumpyBackend(Backend):
@@ -230,7 +204,7 @@ class NumpyBackend(Backend):
             cols[var] = _RaggedColumn(data) if isinstance(data, RaggedArray) else _Column(data)
             return
         if isinstance(col, _RaggedColumn) != isinstance(data, RaggedArray):
-            raise _kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
+            raise kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
         if isinstance(col, _RaggedColumn):
             check_row_shape(data.values, col.values.buf.shape[1:], var)
             col.append(RaggedArray(cast_for_write(data.values, col.values.buf.dtype, var),
@@ -243,12 +217,12 @@ class NumpyBackend(Backend):
     def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         col = self._column(data_id, phase, var)
         if isinstance(col, _RaggedColumn) != isinstance(data, RaggedArray):
-            raise _kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
+            raise kind_mismatch(var, ragged_var=isinstance(col, _RaggedColumn))
         if isinstance(col, _RaggedColumn):
             check_row_shape(data.values, col.values.buf.shape[1:], var)
             data = RaggedArray(cast_for_write(data.values, col.values.buf.dtype, var),
                                data.offsets, validate=False)
-            col.replace(_ragged_write(col.array(), index, data))
+            col.replace(col.array().replace_rows(rows_of(index), data))
             return
         try:
             col.view[index] = data

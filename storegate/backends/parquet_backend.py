@@ -85,10 +85,9 @@ from ..errors import (
 from ..indexing import Index
 from ..names import check_name
 from ..phases import PHASES, check_phase
-from ..ragged import RaggedArray
+from ..ragged import RaggedArray, kind_mismatch, rows_of
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
-from .numpy_backend import _kind_mismatch, _ragged_write
 
 __all__ = ["ParquetBackend"]
 
@@ -586,11 +585,13 @@ class _RowGroupCache:
 class _RaggedWhole:
     """A ragged var decoded whole, held in the arena cache (which only needs ``nbytes``)."""
 
-    __slots__ = ("_lock", "data")
+    __slots__ = ("data",)
 
     def __init__(self, data: RaggedArray) -> None:
         self.data = data
-        self._lock = threading.Lock()  # reset after fork like an Arena's
+
+    def after_fork(self) -> None:
+        """Nothing to reset: the data are read-only."""
 
     @property
     def nbytes(self) -> int:
@@ -1270,8 +1271,8 @@ class ParquetBackend(Backend):
         if old is not None:
             # a forked child: keep the decoded arenas and row groups (shared copy-on-write with
             # the parent; their locks are fresh), drop handles and the parent's buffered rows
-            for key, arena in list(getattr(old.arenas, "_arenas", {}).items()):
-                arena._lock = threading.Lock()
+            for key, arena in old.arenas.items():
+                arena.after_fork()
                 st.arenas.put(key, arena)
             st.arena_tokens = dict(old.arena_tokens)
             st.rgcache = old.rgcache
@@ -1911,7 +1912,7 @@ class ParquetBackend(Backend):
                 ph.dirty = True
             else:
                 if vm.ragged != ragged:
-                    raise _kind_mismatch(var, ragged_var=vm.ragged)
+                    raise kind_mismatch(var, ragged_var=vm.ragged)
                 if ragged:
                     check_row_shape(data.values, vm.shape, var)
                     data = RaggedArray(cast_for_write(data.values, vm.dtype, var), data.offsets,
@@ -1967,7 +1968,7 @@ class ParquetBackend(Backend):
             ph = self._phase(st, data_id, phase)
             vm = self._meta(ph, var)
             if vm.ragged != isinstance(data, RaggedArray):
-                raise _kind_mismatch(var, ragged_var=vm.ragged)
+                raise kind_mismatch(var, ragged_var=vm.ragged)
             lay = ph.layout(var)
             pending = ph.pending.get(var)
             n = lay.length + (pending.rows if pending is not None else 0)
@@ -2043,7 +2044,7 @@ class ParquetBackend(Backend):
             arena = st.arenas.get((ph.data_id, ph.name, var))
             if isinstance(arena, Arena):
                 arena.update(crow, cblock)
-                arena._fill = _filler(st, ph, var)
+                arena.set_fill(_filler(st, ph, var))
                 st.arena_tokens[(ph.data_id, ph.name, var)] = tuple(ph.manifest.vars[var].files)
         if not committed.all():
             pending = ph.pending[var]
@@ -2061,7 +2062,7 @@ class ParquetBackend(Backend):
                 sel = pos[file_of == fi]
                 local = rows[sel] - lay.file_starts[fi]
                 part = data.take(sel)
-                return lambda old: _ragged_write(old, local, part)
+                return lambda old: old.replace_rows(rows_of(local), part)
 
             self._rewrite(st, ph, var, lay, {int(fi): update(int(fi))
                                              for fi in np.unique(file_of)})
@@ -2069,7 +2070,7 @@ class ParquetBackend(Backend):
             pending = ph.pending[var]
             old = pending.block()
             sel = np.flatnonzero(~committed)
-            new = _ragged_write(old, rows[sel] - lay.length, data.take(sel))
+            new = old.replace_rows(rows_of(rows[sel] - lay.length), data.take(sel))
             st.pending_bytes += int(new.nbytes) - pending.nbytes
             pending.parts = [new]
             pending.values = int(new.values.shape[0])
@@ -2141,7 +2142,7 @@ class ParquetBackend(Backend):
         arena = st.arenas.get(key)
         if arena is not None:
             if isinstance(arena, Arena):
-                arena._fill = _filler(st, ph, var)
+                arena.set_fill(_filler(st, ph, var))
             st.arena_tokens[key] = tuple(ph.manifest.vars[var].files)
 
     def delete(self, data_id: str, phase: str, var: str) -> None:
