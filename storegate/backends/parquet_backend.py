@@ -50,8 +50,8 @@ array([0., 7.])
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -88,6 +88,7 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray, kind_mismatch, rows_of
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
+from .lifecycle import flush_at_exit
 
 __all__ = ["ParquetBackend"]
 
@@ -622,30 +623,6 @@ class _State:
     @property
     def writable(self) -> bool:
         return self.mode != "r" and self.foreign is None
-
-
-_LIVE: weakref.WeakSet[ParquetBackend] = weakref.WeakSet()
-
-
-def _flush_live_backends() -> None:
-    """At interpreter exit: write the rows every live backend still buffers."""
-    for backend in list(_LIVE):
-        _flush_state(backend._st)
-
-
-def _register_exit_hook() -> None:
-    # threading's exit callbacks run before ``atexit`` handlers (and before executors shut
-    # down), so buffered rows are written while everything pyarrow needs is still alive
-    import concurrent.futures.thread  # noqa: F401  (registers its own hook first)
-
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_flush_live_backends)
-            return
-        except RuntimeError:  # pragma: no cover - already shutting down
-            pass
-    atexit.register(_flush_live_backends)  # pragma: no cover
 
 
 def _flush_state(st: _State) -> None:
@@ -1279,8 +1256,8 @@ class ParquetBackend(Backend):
             st.rgcache.reset_lock()
         self._st = st
         self._finalizer = weakref.finalize(self, _flush_state, st)
-        self._finalizer.atexit = False  # exit is handled by _flush_live_backends
-        _LIVE.add(self)
+        self._finalizer.atexit = False  # exit is handled by lifecycle.flush_at_exit
+        flush_at_exit(self, functools.partial(_flush_state, st))
 
     def _state(self, open_store: bool = True) -> _State:
         st = self._st
@@ -2379,5 +2356,3 @@ def _foreign_var(fld: Any) -> tuple[_VarMeta | None, str]:
     dtype = np.dtype(t.to_pandas_dtype())
     return _VarMeta(dtype, tuple(shape), ragged, [], depth), ""
 
-
-_register_exit_hook()

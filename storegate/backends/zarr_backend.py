@@ -39,7 +39,7 @@ array([ 1., 15.])
 
 from __future__ import annotations
 
-import atexit
+import functools
 import json
 import logging
 import os
@@ -68,6 +68,7 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
+from .lifecycle import flush_at_exit
 
 __all__ = ["ZarrBackend"]
 
@@ -250,31 +251,6 @@ class _Settings:
     compressor: Any
     cache_bytes: int
     zarr_format: int
-
-
-_LIVE: weakref.WeakSet[ZarrBackend] = weakref.WeakSet()
-
-
-def _flush_live_backends() -> None:
-    """At interpreter exit: write the rows every live backend still buffers."""
-    for backend in list(_LIVE):
-        _flush_all(backend._phases, backend._settings, backend._pid)
-
-
-def _register_exit_hook() -> None:
-    # zarr does its I/O through a thread pool, which is shut down before ``atexit`` handlers
-    # run; threading's own exit callbacks run earlier, in reverse order of registration, so
-    # registering after concurrent.futures has registered its own shutdown runs ours first.
-    import concurrent.futures.thread  # noqa: F401
-
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(_flush_live_backends)
-            return
-        except RuntimeError:  # already shutting down
-            pass
-    atexit.register(_flush_live_backends)
 
 
 def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: int) -> None:
@@ -536,8 +512,9 @@ class ZarrBackend(Backend):
         self._finalizer = weakref.finalize(
             self, _flush_all, self._phases, self._settings, self._pid
         )
-        self._finalizer.atexit = False  # exit is handled by _flush_live_backends
-        _LIVE.add(self)
+        self._finalizer.atexit = False  # exit is handled by lifecycle.flush_at_exit
+        flush_at_exit(self, functools.partial(_flush_all, self._phases, self._settings,
+                                              self._pid))
 
     def _check_pid(self) -> None:
         if os.getpid() != self._pid:
@@ -1242,5 +1219,3 @@ class ZarrBackend(Backend):
     ) -> list[np.ndarray]:
         return [self.read(data_id, phase, v, index) for v in vars]
 
-
-_register_exit_hook()
