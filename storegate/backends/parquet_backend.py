@@ -854,6 +854,26 @@ def _segments(ph: _Phase, man: _Manifest) -> list[tuple[int, int, list[str], dic
     return out
 
 
+def _add_file(st: _State, ph: _Phase, man: _Manifest, written: list[str], names: list[str],
+              cols: dict[str, str], fields: Any, arrays: list[Any], sizes: list[int],
+              values: dict[str, list[int]]) -> None:
+    """Write one data file holding ``names`` and record it in ``man`` (not yet committed);
+    its name goes to ``written`` so a failure can remove it (:func:`_unlink_all`)."""
+    name = _new_file_name(man)
+    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings)
+    written.append(name)
+    man.files[name] = _FileMeta(sum(sizes), list(sizes), {v: cols[v] for v in names}, values)
+    for v in names:
+        man.vars[v].files.append(name)
+
+
+def _unlink_all(ph: _Phase, written: list[str]) -> None:
+    """Remove data files an uncommitted write produced (the manifest never named them)."""
+    for name in written:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(ph.path, name))
+
+
 def _flush_phase(st: _State, ph: _Phase) -> None:
     """Write a phase's buffered rows, then its manifest.
 
@@ -894,19 +914,11 @@ def _flush_phase(st: _State, ph: _Phase) -> None:
                         values[v] = np.diff(part.offsets[edges]).astype(int).tolist()
                     else:
                         arrays.append(_to_arrow(blk[lo : lo + rows], vm.dtype, vm.shape))
-                name = _new_file_name(man)
-                _write_parquet(ph.path, name, fields, arrays, sizes, st.settings)
-                written.append(name)
-                man.files[name] = _FileMeta(rows, list(sizes), {v: cols[v] for v in names},
-                                            values)
-                for v in names:
-                    man.vars[v].files.append(name)
+                _add_file(st, ph, man, written, names, cols, fields, arrays, sizes, values)
                 pos += rows
         _commit(st, ph, man)
     except BaseException:
-        for name in written:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(ph.path, name))
+        _unlink_all(ph, written)
         raise
     for v in list(ph.pending):
         st.pending_bytes -= ph.pending.pop(v).nbytes
@@ -2274,19 +2286,12 @@ class ParquetBackend(Backend):
                             out = np.empty((rows, *vm.shape), dtype=vm.dtype)
                             _filler(st, ph, v)(pos, pos + rows, out)
                             arrays.append(_to_arrow(out, vm.dtype, vm.shape))
-                    name = _new_file_name(new_man)
-                    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings)
-                    written.append(name)
-                    new_man.files[name] = _FileMeta(rows, list(sizes),
-                                                    {v: cols[v] for v in names}, values)
-                    for v in names:
-                        new_man.vars[v].files.append(name)
+                    _add_file(st, ph, new_man, written, names, cols, fields, arrays, sizes,
+                              values)
                     pos += rows
             _commit(st, ph, new_man)
         except BaseException:
-            for name in written:
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(ph.path, name))
+            _unlink_all(ph, written)
             raise
         ph.layouts.clear()
         for v in new_man.order:
