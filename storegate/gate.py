@@ -294,6 +294,72 @@ class StoreGate:
         if data_id is not None:
             self.set_data_id(data_id)
 
+    @classmethod
+    def open(
+        cls,
+        location: str,
+        backend: str | None = None,
+        mode: str = "r",
+        data_id: str | None = None,
+        backend_args: dict[str, Any] | None = None,
+    ) -> StoreGate:
+        """Open the existing store at ``location``, whichever backend wrote it.
+
+        Parameters
+        ----------
+        location
+            A store directory (or fsspec URL for backends that take one).
+        backend
+            The backend name; ``None`` asks every installed backend whether it recognises
+            the location (:func:`storegate.backends.guess_backend`).
+        mode
+            ``'r'`` (default, read-only) or a writable mode of the backend (``'r+'``,
+            ``'a'``).
+        data_id
+            The data_id to select; it must exist. ``None``: the store's only data_id if it
+            has exactly one, else none selected.
+        backend_args
+            Further backend options (merged over the location and mode).
+
+        Raises
+        ------
+        StoreNotFoundError
+            Nothing at ``location``.
+        CorruptStoreError
+            No installed backend recognises it (pass ``backend=``).
+        DataIdNotFoundError
+            ``data_id`` is not in the store.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> path = tempfile.mkdtemp() + "/store.zarr"
+        >>> sg = StoreGate("zarr", {"output_dir": path}, data_id="jets")
+        >>> sg.add_data("x", np.arange(4), "train")
+        >>> sg.close()
+        >>> again = StoreGate.open(path)
+        >>> again.backend, again.data_id, again["train"]["x"][:].tolist()
+        ('zarr', 'jets', [0, 1, 2, 3])
+        """
+        from .backends.registry import guess_backend
+        from .errors import DataIdNotFoundError
+
+        location = str(location) if not isinstance(location, str) else location
+        name = backend if backend is not None else guess_backend(location)
+        args = get_backend(name).location_args(location, mode)
+        args.update(backend_args or {})
+        gate = cls(name, args)
+        ids = gate.get_data_ids()
+        if data_id is not None:
+            if data_id not in ids:
+                raise DataIdNotFoundError(
+                    f"data_id {data_id!r} is not in the store at {location!r}; it holds "
+                    f"{ids}.")
+            gate.set_data_id(data_id)
+        elif len(ids) == 1:
+            gate.set_data_id(ids[0])
+        return gate
+
     def __repr__(self) -> str:
         return (
             f"StoreGate(backend={self._backend}, backend_args={self._backend_args}, "

@@ -159,6 +159,54 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
 
+    # ------------------------------------------------------------------ locations
+    @classmethod
+    def guess_can_open(cls, location: str) -> bool:
+        """Whether ``location`` looks like a store of this backend.
+
+        Cheap (looks for a marker file, never reads data) and never raises. The ``storegate``
+        command and :meth:`storegate.StoreGate.open` ask every installed backend in turn to
+        pick one for a path. The default says no: backends without a location (memory) never
+        claim one.
+        """
+        return False
+
+    @classmethod
+    def location_args(cls, location: str, mode: str = "r") -> dict[str, Any]:
+        """The ``backend_args`` that open the store at ``location`` in ``mode``.
+
+        The default follows the built-in backends' convention (``output_dir`` and ``mode``);
+        a backend whose arguments are named otherwise overrides this.
+
+        Examples
+        --------
+        >>> from storegate.backends import get_backend
+        >>> get_backend("zarr").location_args("runs/store.zarr")
+        {'output_dir': 'runs/store.zarr', 'mode': 'r'}
+        """
+        return {"output_dir": location, "mode": mode}
+
+    # ------------------------------------------------------------------ inspection
+    def stored_bytes(self, data_id: str, phase: str, var: str) -> int | None:
+        """Bytes the var occupies in storage (after compression), or ``None`` if unknown.
+
+        ``storegate info`` shows it beside the uncompressed size. Memory backends return
+        ``None`` (the default).
+        """
+        return None
+
+    def check(self, data_id: str, phase: str, var: str) -> list[str]:
+        """Storage-level problems of a var that reading it back would not reveal.
+
+        ``storegate check`` reads every var fully and compares it with :meth:`info` itself;
+        this hook adds what only the backend can see: a chunk file that is missing (zarr
+        would silently return the fill value), a manifest whose row counts disagree with the
+        data files, offsets of a ragged var that point past its values. Each problem is one
+        line of text (without the data_id/phase/var, which the caller adds). Must not raise
+        for a damaged var: report the damage instead. The default finds nothing.
+        """
+        return []
+
     # ------------------------------------------------------------------ data_ids
     @abc.abstractmethod
     def data_ids(self) -> list[str]:

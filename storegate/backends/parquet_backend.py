@@ -1301,6 +1301,14 @@ class ParquetBackend(Backend):
         """The store's directory (or the foreign Parquet file/directory)."""
         return self._settings.location
 
+    @classmethod
+    def guess_can_open(cls, location: str) -> bool:
+        """A storegate parquet store (its root marker file) at the local path ``location``."""
+        try:
+            return os.path.isfile(os.path.join(os.fspath(location), ROOT_MARKER))
+        except Exception:
+            return False
+
     def describe(self) -> str:
         foreign = " (foreign Parquet data, read-only)" if self._st.foreign is not None else ""
         return f"parquet store {self._settings.location!r}{foreign}"

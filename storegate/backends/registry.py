@@ -39,6 +39,7 @@ __all__ = [
     "BackendSpec",
     "backend_specs",
     "get_backend",
+    "guess_backend",
     "list_backends",
     "refresh",
 ]
@@ -249,3 +250,52 @@ def load_all() -> tuple[dict[str, type[Backend]], dict[str, BackendImportError]]
             warnings.warn(str(err), BackendPluginWarning, stacklevel=2)
             logger.debug("backend %s failed to load", spec.describe(), exc_info=True)
     return ok, failed
+
+
+def guess_backend(location: str) -> str:
+    """The name of the installed backend that recognises the store at ``location``.
+
+    Each backend is asked (:meth:`Backend.guess_can_open <storegate.backends.Backend.
+    guess_can_open>`, a cheap look at marker files) in registry order, built-ins first;
+    plugins that fail to import are skipped.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing exists at ``location`` (a local path).
+    CorruptStoreError
+        Something exists there, but no installed backend recognises it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from storegate import StoreGate
+    >>> path = tempfile.mkdtemp() + "/store.zarr"
+    >>> StoreGate("zarr", {"output_dir": path}, data_id="d").close()
+    >>> guess_backend(path)
+    'zarr'
+    """
+    import os
+
+    from ..errors import CorruptStoreError, StoreNotFoundError
+
+    location = os.fspath(location)
+    names = sorted(backend_specs(), key=lambda n: (n not in _BUILTIN_FALLBACK, n))
+    for name in names:
+        try:
+            cls = get_backend(name)
+        except BackendImportError:
+            logger.debug("guess_backend: skipping backend %r (fails to import)", name,
+                         exc_info=True)
+            continue
+        try:
+            if cls.guess_can_open(location):
+                return name
+        except Exception:  # a plugin's guess must never break the others
+            logger.debug("guess_backend: %r.guess_can_open raised", name, exc_info=True)
+    if "://" not in location and not os.path.exists(location):
+        raise StoreNotFoundError(f"no store at {location!r}: the path does not exist.")
+    raise CorruptStoreError(
+        f"{location!r} is not a store any installed backend recognises (asked: "
+        f"{', '.join(names)}); pass the backend explicitly (--backend NAME, or "
+        "StoreGate.open(location, backend=NAME)), or install the plugin that wrote it.")

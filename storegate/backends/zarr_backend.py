@@ -608,6 +608,22 @@ class ZarrBackend(Backend):
             root.attrs[_META] = {"format": 1}
         return root
 
+    @classmethod
+    def guess_can_open(cls, location: str) -> bool:
+        """A zarr group (format 3 ``zarr.json`` or multiml's format 2 ``.zgroup``) at
+        ``location``, a local path or an fsspec URL."""
+        try:
+            location = os.fspath(location)
+            if "://" not in location:
+                return os.path.isdir(location) and any(
+                    os.path.isfile(os.path.join(location, m)) for m in ("zarr.json", ".zgroup"))
+            from fsspec.core import url_to_fs
+
+            fs, root = url_to_fs(location)
+            return any(fs.exists(f"{root.rstrip('/')}/{m}") for m in ("zarr.json", ".zgroup"))
+        except Exception:
+            return False
+
     @staticmethod
     def _exists(store: Any) -> bool:
         from zarr.core.sync import sync

@@ -15,15 +15,21 @@ True
 
 from .errors import (
     ConversionError,
+    DestinationExistsError,
     MissingDependencyError,
     SourceFormatError,
     SourceNotFoundError,
     UnsupportedFieldError,
 )
-from .kinoml import ImportedVar, KinomlImport, import_kinoml_parquet
+from .kinoml import KinomlImport, import_kinoml_parquet
+from .results import ExportResult, ImportedVar, ImportResult
+from .staging import staged
 
 __all__ = [
     "ConversionError",
+    "DestinationExistsError",
+    "ExportResult",
+    "ImportResult",
     "ImportedVar",
     "KinomlImport",
     "MissingDependencyError",
@@ -31,4 +37,5 @@ __all__ = [
     "SourceNotFoundError",
     "UnsupportedFieldError",
     "import_kinoml_parquet",
+    "staged",
 ]

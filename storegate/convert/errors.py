@@ -24,6 +24,7 @@ from ..errors import MissingDependencyError, StoregateError
 
 __all__ = [
     "ConversionError",
+    "DestinationExistsError",
     "MissingDependencyError",
     "SourceFormatError",
     "SourceNotFoundError",
@@ -49,6 +50,14 @@ class ConversionError(StoregateError):
 
 class SourceNotFoundError(ConversionError, FileNotFoundError):
     """The source file or directory does not exist (or a directory holds no such files)."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message, path)
+        self.filename = path
+
+
+class DestinationExistsError(ConversionError, FileExistsError):
+    """The destination of a conversion exists (pass ``overwrite=True`` to replace it)."""
 
     def __init__(self, message: str, path: str | None = None) -> None:
         super().__init__(message, path)

@@ -51,7 +51,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,16 +59,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import (
-    InconsistentLengthError,
-    IndexOutOfRangeError,
     InvalidArgumentError,
     InvalidNameError,
-    InvalidPhaseError,
-    StoregateError,
-    VarExistsError,
 )
 from ..names import check_name
-from ..phases import PHASES, split
 from ..ragged import RaggedArray
 from .errors import (
     MissingDependencyError,
@@ -77,6 +70,9 @@ from .errors import (
     SourceNotFoundError,
     UnsupportedFieldError,
 )
+from .phase_plan import PhasePlan, phase_codes, plan_phases
+from .results import ImportedVar, ImportResult
+from .target import ImportTarget, float_cast
 
 __all__ = ["ImportedVar", "KinomlImport", "import_kinoml_parquet"]
 
@@ -85,67 +81,12 @@ BATCH_BYTES = 32 * 2**20
 #: Read buffer of the Parquet reader (pages are read through it instead of whole column chunks).
 _READ_BUFFER = 4 * 2**20
 
-#: Phase labels accepted in label arrays, mappings and phase fields (kinoml names the
-#: validation split "val").
-_LABELS = {"train": 0, "valid": 1, "val": 1, "validation": 1, "test": 2}
-
 
 # ---------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class ImportedVar:
-    """One var written by an import.
-
-    Attributes
-    ----------
-    name
-        The var name in the store.
-    field
-        The source field (column) name, e.g. ``"0"``.
-    ragged
-        Whether the var is ragged (items' first axis varies).
-    shape
-        Per-row shape as ``get_var_shapes`` reports it: ``(None, *k)`` for a ragged var.
-    dtype
-        The stored dtype.
-    source_dtype
-        The dtype of the numbers in the file (before ``dtype=`` casting).
-    transposed
-        Whether the items were stored transposed (``transpose=``).
-    """
-
-    name: str
-    field: str
-    ragged: bool
-    shape: tuple[int | None, ...]
-    dtype: np.dtype
-    source_dtype: np.dtype
-    transposed: bool = False
-
-
-@dataclass(frozen=True)
-class KinomlImport:
-    """What :func:`import_kinoml_parquet` did.
-
-    Attributes
-    ----------
-    data_id
-        The data_id the vars were written to.
-    files
-        The Parquet files read, in row order.
-    vars
-        The vars written: the features in field order, then the label.
-    sizes
-        Rows written per phase (``train``, ``valid``, ``test``).
-    skipped
-        Rows of the file that no phase took (only with a mapping of index arrays that does not
-        cover every row).
-    """
-
-    data_id: str
-    files: tuple[str, ...]
-    vars: tuple[ImportedVar, ...]
-    sizes: dict[str, int]
-    skipped: int = 0
+class KinomlImport(ImportResult):
+    """What :func:`import_kinoml_parquet` did: an :class:`~storegate.convert.ImportResult`
+    whose vars are the features in field order, then the label."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -309,128 +250,6 @@ def _describe_layout(pf: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------- phases
-def _phase_codes(labels: Any, n: int, what: str) -> np.ndarray:
-    """Phase labels (``'train'``/``'valid'``/``'val'``/``'test'`` or 0/1/2) as int8 codes."""
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise InvalidPhaseError(
-            f"{what} must hold one phase label per row ({n} rows), got shape {arr.shape}.")
-    if arr.dtype.kind == "O" and all(isinstance(v, str) for v in arr[:1]):
-        arr = arr.astype(str)  # strings read from Arrow
-    if arr.dtype.kind in "US":
-        text = arr.astype(str)
-        uniq, inverse = np.unique(text, return_inverse=True)
-        bad = [u for u in uniq if u not in _LABELS]
-        if bad:
-            raise InvalidPhaseError(
-                f"{what} holds unknown phase labels {bad[:5]}; use 'train', 'valid' (or "
-                "'val') and 'test', or the integers 0, 1, 2.")
-        table = np.array([_LABELS[u] for u in uniq], dtype=np.int8)
-        return table[inverse.reshape(-1)]
-    if arr.dtype.kind in "iu":
-        if n and (arr.min() < 0 or arr.max() > 2):
-            raise InvalidPhaseError(
-                f"{what} holds integer labels outside 0..2 (range {arr.min()}..{arr.max()}); "
-                "0 = train, 1 = valid, 2 = test.")
-        return arr.astype(np.int8)
-    raise InvalidPhaseError(
-        f"{what} has dtype {arr.dtype}; phase labels are strings ('train', 'valid', 'test') "
-        "or integers 0, 1, 2.")
-
-
-def _mapping_codes(spec: Mapping[Any, Any], n: int) -> np.ndarray:
-    """``{'train': idx, 'valid': idx, 'test': idx}`` (kinoml's ``idx_*``) as int8 codes;
-    rows in no index get -1 (skipped)."""
-    codes = np.full(n, -1, dtype=np.int8)
-    for key, rows in spec.items():
-        name = str(key).removeprefix("idx_")
-        if name not in _LABELS:
-            raise InvalidPhaseError(
-                f"phase mapping key {key!r} is not a phase; use 'train', 'valid' (or 'val', "
-                "'idx_val') and 'test'.")
-        idx = np.asarray(rows)
-        if idx.dtype.kind == "b":
-            if idx.shape != (n,):
-                raise InvalidPhaseError(
-                    f"phase mask for {key!r} has shape {idx.shape}; a mask needs one entry per "
-                    f"row ({n}).")
-            idx = np.flatnonzero(idx)
-        if idx.size and idx.dtype.kind not in "iu":
-            raise InvalidPhaseError(
-                f"phase indices for {key!r} have dtype {idx.dtype}; give row numbers (ints) or "
-                "a bool mask.")
-        idx = idx.astype(np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexOutOfRangeError(
-                f"phase indices for {key!r} reach row {idx.max() if idx.max() >= n else idx.min()}"
-                f", but the file has {n} rows.")
-        idx = idx % n if n else idx
-        if (codes[idx] != -1).any() or np.unique(idx).size != idx.size:
-            taken = idx[codes[idx] != -1]
-            row = int(taken[0]) if taken.size else int(idx[np.argmax(np.bincount(idx))])
-            raise InvalidPhaseError(
-                f"row {row} is listed twice in the phase mapping (e.g. in two phases); "
-                "every row may belong to one phase only.")
-        codes[idx] = _LABELS[name]
-    return codes
-
-
-@dataclass
-class _PhasePlan:
-    """Row ranges per phase, or one int8 code per row (-1 = skip)."""
-
-    ranges: list[tuple[str, int, int]] | None = None
-    codes: np.ndarray | None = None
-
-    def pieces(self, g0: int, g1: int) -> Iterator[tuple[str, slice | np.ndarray]]:
-        """The rows of global batch ``[g0, g1)`` each phase takes, local to the batch."""
-        if self.ranges is not None:
-            for ph, a, b in self.ranges:
-                lo, hi = max(a, g0), min(b, g1)
-                if lo < hi:
-                    yield ph, slice(lo - g0, hi - g0)
-            return
-        assert self.codes is not None
-        codes = self.codes[g0:g1]
-        for i, ph in enumerate(PHASES):
-            rows = np.flatnonzero(codes == i)
-            if rows.size == g1 - g0:
-                yield ph, slice(0, g1 - g0)
-            elif rows.size:
-                yield ph, rows
-
-    def sizes(self) -> dict[str, int]:
-        if self.ranges is not None:
-            out = dict.fromkeys(PHASES, 0)
-            for ph, a, b in self.ranges:
-                out[ph] += b - a
-            return out
-        assert self.codes is not None
-        counts = np.bincount(self.codes[self.codes >= 0].astype(np.int64), minlength=3)
-        return {ph: int(counts[i]) for i, ph in enumerate(PHASES)}
-
-
-def _plan_phases(phase: Any, n: int) -> _PhasePlan:
-    if phase is None:
-        return _PhasePlan(ranges=[("train", 0, n)] if n else [])
-    if isinstance(phase, str):
-        name = {"val": "valid", "validation": "valid"}.get(phase, phase)
-        if name == "all" or name not in PHASES:
-            raise InvalidPhaseError(
-                f"phase {phase!r} is not a phase to import into; use None (all rows to "
-                "'train'), 'train', 'valid' or 'test', fractions like (0.8, 0.1, 0.1), counts, "
-                "one label per row, or a mapping {'train': idx, 'valid': idx, 'test': idx}.")
-        return _PhasePlan(ranges=[(name, 0, n)] if n else [])
-    if isinstance(phase, Mapping):
-        return _PhasePlan(codes=_mapping_codes(phase, n))
-    if isinstance(phase, np.ndarray) or (
-        isinstance(phase, Sequence) and len(phase) > 0
-        and all(isinstance(p, str) for p in phase)
-    ):
-        return _PhasePlan(codes=_phase_codes(phase, n, "phase labels"))
-    return _PhasePlan(ranges=split(phase, n))
-
-
 # ---------------------------------------------------------------------------------- reading
 def _batches(pa: Any, handles: list[tuple[str, Any]], columns: list[str],
              batch_rows: int) -> Iterator[tuple[str, int, Any]]:
@@ -799,29 +618,10 @@ def import_kinoml_parquet(
     >>> [item.shape for item in sg.get_data("X_a0", "train", ragged_as="list")]
     [(3, 2), (2, 2)]
     """
-    from ..gate import StoreGate
-
-    if not isinstance(storegate, StoreGate):
-        raise InvalidArgumentError(
-            f"storegate must be a StoreGate, got {type(storegate).__name__}; create one, e.g. "
-            "StoreGate('zarr', {'output_dir': 'store.zarr'}).")
-    if data_id is not None:
-        check_name(data_id, "data_id")
-    elif storegate.data_id is None:
-        raise InvalidArgumentError(
-            "the StoreGate has no data_id; pass data_id='name' to import_kinoml_parquet.")
+    target = ImportTarget(storegate, data_id)
     if not isinstance(label_name, str):
         raise InvalidNameError(f"label_name must be a str, got {label_name!r}.")
-    cast: np.dtype | None = None
-    if dtype is not None:
-        try:
-            cast = np.dtype(dtype)
-        except TypeError:
-            cast = None
-        if cast is None or cast.kind != "f":
-            raise InvalidArgumentError(
-                f"dtype={dtype!r} is not a floating-point dtype; use e.g. 'float32' (casts the "
-                "float fields; integer and bool fields keep their dtype) or None.")
+    cast = float_cast(dtype)
     if batch_rows is not None and (
         not isinstance(batch_rows, int | np.integer) or isinstance(batch_rows, bool)
         or batch_rows < 1
@@ -868,7 +668,7 @@ def import_kinoml_parquet(
     if n == 0:
         raise SourceFormatError(f"{first_path!r} holds no rows; there is nothing to import.",
                                 first_path)
-    plan = _plan_phases(phase, n) if phase_src is None else None
+    plan = plan_phases(phase, n) if phase_src is None else None
     if batch_rows is None:
         nbytes = sum(pf.metadata.row_group(g).total_byte_size
                      for _, pf in handles for g in range(pf.metadata.num_row_groups))
@@ -877,23 +677,18 @@ def import_kinoml_parquet(
     # phases from a field of the file: read that (small) column first
     if phase_src is not None:
         codes = [
-            _phase_codes(_column(batch, phase_src, struct).to_numpy(zero_copy_only=False),
+            phase_codes(_column(batch, phase_src, struct).to_numpy(zero_copy_only=False),
                          batch.num_rows, f"phase_field {phase_field!r} of {p!r}")
             for p, _, batch in _checked(_batches(pa, handles, [phase_src.column],
                                                  int(batch_rows)), phase_src, struct)
         ]
-        plan = _PhasePlan(codes=np.concatenate(codes))
+        plan = PhasePlan(codes=np.concatenate(codes))
     assert plan is not None
     sizes = plan.sizes()
     skipped = n - sum(sizes.values())
 
     # nothing may be overwritten or appended to: the import creates its vars
-    target = data_id if data_id is not None else storegate.data_id
-    assert target is not None
-    db = storegate.db
-    existed = target in db.data_ids()
-    if existed:
-        _check_target(db, target, fields, sizes)
+    target.check_new([f.var for f in fields], sizes)
 
     # Shapes: fixed-size lists are known from the schema; a field of variable-length lists
     # is taken as ragged when its first axis varies within the first batch, else (tentatively)
@@ -911,31 +706,19 @@ def import_kinoml_parquet(
         _finish_shape(f)
         f.sure = f.sure or f in pending or not f.needs_scan
 
-    previous = storegate.data_id
-    storegate.set_data_id(target)
-    written: set[tuple[str, str]] = set()
-    try:
+    with target:
         while True:
             try:
-                _write(storegate, pa, handles, fields, struct, int(batch_rows), plan, cast,
-                       written)
+                _write(target, pa, handles, fields, struct, int(batch_rows), plan, cast)
                 break
             except _Restart:
-                _delete_vars(storegate, target, written)
-                written.clear()
+                target.undo()
                 _shape_pass(pa, handles, scan, struct, int(batch_rows))
                 for f in fields:
                     _finish_shape(f)
                     f.sure = True
         if do_compile:
             storegate.compile()
-    except BaseException:
-        _delete_vars(storegate, target, written)
-        if not existed and previous is not None and previous != target:
-            with contextlib.suppress(StoregateError):
-                storegate.set_data_id(previous)
-                db.delete_data_id(target)
-        raise
 
     out_vars = tuple(
         ImportedVar(
@@ -946,7 +729,7 @@ def import_kinoml_parquet(
         )
         for f in fields
     )
-    return KinomlImport(target, tuple(files), out_vars, sizes, skipped)
+    return KinomlImport(target.data_id, tuple(files), out_vars, sizes, skipped)
 
 
 def _checked(batches: Iterator[tuple[str, int, Any]], f: _Field,
@@ -954,26 +737,6 @@ def _checked(batches: Iterator[tuple[str, int, Any]], f: _Field,
     for p, g0, batch in batches:
         _no_nulls(_column(batch, f, struct), f, p)
         yield p, g0, batch
-
-
-def _check_target(db: Any, target: str, fields: list[_Field], sizes: dict[str, int]) -> None:
-    """Refuse existing target vars, and phases whose vars have another length."""
-    clash = [(f.var, ph) for f in fields for ph in PHASES if db.has_var(target, ph, f.var)]
-    if clash:
-        var, ph = clash[0]
-        raise VarExistsError(
-            f"var {var!r} already exists in data_id {target!r} (phase {ph!r}); the import "
-            f"creates its vars. Delete it first (sg.delete_data({var!r}, phase='all')), import "
-            "into another data_id, or choose other names with var_names / label_name.")
-    for ph in PHASES:
-        names = db.var_names(target, ph)
-        if names and sizes[ph]:
-            length = db.info(target, ph, names[0]).length
-            if length != sizes[ph]:
-                raise InconsistentLengthError(
-                    f"data_id {target!r} already holds {length} rows in phase {ph!r} (var "
-                    f"{names[0]!r}), but the import would add vars of {sizes[ph]} rows there; "
-                    "import into a new data_id, or choose phases that match.")
 
 
 def _shape_pass(pa: Any, handles: list[tuple[str, Any]], fields: list[_Field], struct: bool,
@@ -988,9 +751,8 @@ def _shape_pass(pa: Any, handles: list[tuple[str, Any]], fields: list[_Field], s
             _scan(f, _column(batch, f, struct), p, g0)
 
 
-def _write(storegate: Any, pa: Any, handles: list[tuple[str, Any]], fields: list[_Field],
-           struct: bool, batch_rows: int, plan: _PhasePlan, cast: np.dtype | None,
-           written: set[tuple[str, str]]) -> None:
+def _write(target: ImportTarget, pa: Any, handles: list[tuple[str, Any]], fields: list[_Field],
+           struct: bool, batch_rows: int, plan: PhasePlan, cast: np.dtype | None) -> None:
     """The import proper: decode batch by batch, append each phase's rows."""
     for p, g0, batch in _batches(pa, handles, [f.column for f in fields], batch_rows):
         pieces = list(plan.pieces(g0, g0 + batch.num_rows))
@@ -999,14 +761,4 @@ def _write(storegate: Any, pa: Any, handles: list[tuple[str, Any]], fields: list
         decoded = [_decode(f, _column(batch, f, struct), p, g0, cast) for f in fields]
         for f, data in zip(fields, decoded, strict=True):
             for ph, sel in pieces:
-                written.add((f.var, ph))
-                storegate.add_data(f.var, _rows(data, sel), phase=ph)
-
-
-def _delete_vars(storegate: Any, data_id: str, written: set[tuple[str, str]]) -> None:
-    """Delete the vars an import created (best effort while another error propagates)."""
-    db = storegate.db
-    for var, ph in sorted(written):
-        with contextlib.suppress(StoregateError):
-            if db.has_var(data_id, ph, var):
-                storegate.delete_data(var, phase=ph, do_compile=False)
+                target.add(f.var, _rows(data, sel), ph)
