@@ -29,8 +29,9 @@ import numpy as np
 
 from ..errors import IndexOutOfRangeError, InvalidPhaseError
 from ..phases import PHASES, split
+from ..ragged import RaggedArray
 
-__all__ = ["LABELS", "PhasePlan", "mapping_codes", "phase_codes", "plan_phases"]
+__all__ = ["LABELS", "PhasePlan", "mapping_codes", "phase_codes", "plan_phases", "select_rows"]
 
 #: Phase labels accepted in label arrays, mappings and phase fields (kinoml names the
 #: validation split "val").
@@ -157,3 +158,20 @@ def plan_phases(phase: Any, n: int) -> PhasePlan:
     ):
         return PhasePlan(codes=phase_codes(phase, n, "phase labels"))
     return PhasePlan(ranges=split(phase, n))
+
+
+def select_rows(data: np.ndarray | RaggedArray,
+                sel: slice | np.ndarray) -> np.ndarray | RaggedArray:
+    """The rows ``sel`` (a piece from :meth:`PhasePlan.pieces`) of a decoded batch.
+
+    >>> select_rows(np.arange(5), slice(1, 3)).tolist()
+    [1, 2]
+    """
+    if isinstance(data, RaggedArray):
+        if isinstance(sel, slice):
+            start, stop, _ = sel.indices(len(data))
+            if start == 0 and stop == len(data):
+                return data
+            return data.slice(start, stop)
+        return data.take(sel)
+    return data[sel]
