@@ -13,6 +13,7 @@ Examples
 True
 """
 
+from .dispatch import convert, sniff
 from .errors import (
     ConversionError,
     DestinationExistsError,
@@ -22,8 +23,10 @@ from .errors import (
     UnsupportedFieldError,
 )
 from .kinoml import KinomlImport, import_kinoml_parquet
+from .npz import export_npz, import_npz
 from .results import ExportResult, ImportedVar, ImportResult
 from .staging import staged
+from .stores import copy_store
 
 __all__ = [
     "ConversionError",
@@ -36,6 +39,11 @@ __all__ = [
     "SourceFormatError",
     "SourceNotFoundError",
     "UnsupportedFieldError",
+    "convert",
+    "copy_store",
+    "export_npz",
     "import_kinoml_parquet",
+    "import_npz",
+    "sniff",
     "staged",
 ]
