@@ -22,6 +22,7 @@ from .errors import (
     SourceNotFoundError,
     UnsupportedFieldError,
 )
+from .hdf5 import export_hdf5, import_hdf5
 from .kinoml import KinomlImport, import_kinoml_parquet
 from .npz import export_npz, import_npz
 from .results import ExportResult, ImportedVar, ImportResult
@@ -41,7 +42,9 @@ __all__ = [
     "UnsupportedFieldError",
     "convert",
     "copy_store",
+    "export_hdf5",
     "export_npz",
+    "import_hdf5",
     "import_kinoml_parquet",
     "import_npz",
     "sniff",

@@ -172,6 +172,8 @@ def select_rows(data: np.ndarray | RaggedArray,
             start, stop, _ = sel.indices(len(data))
             if start == 0 and stop == len(data):
                 return data
-            return data.slice(start, stop)
+            a, b = int(data.offsets[start]), int(data.offsets[stop])  # a view, no copy
+            return RaggedArray(data.values[a:b], data.offsets[start:stop + 1] - a,
+                               validate=False)
         return data.take(sel)
     return data[sel]

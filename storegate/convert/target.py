@@ -93,6 +93,8 @@ class ImportTarget:
         self.existed = self.data_id in self.db.data_ids()
         self.written: set[tuple[str, str]] = set()
         self._previous = storegate.data_id
+        self._was_compiled = self.existed and storegate._load_meta(self.data_id).compiled
+        self._attrs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ checks
     def check_new(self, var_names: Iterable[str], sizes: Mapping[str, int]) -> None:
@@ -126,6 +128,8 @@ class ImportTarget:
 
     # ------------------------------------------------------------------ writing
     def __enter__(self) -> ImportTarget:
+        if self.existed:  # restored if the import fails (the compile state among them)
+            self._attrs = self.db.get_attrs(self.data_id)
         self.storegate.set_data_id(self.data_id)
         return self
 
@@ -142,14 +146,28 @@ class ImportTarget:
                     self.storegate.delete_data(var, phase=ph, do_compile=False)
         self.written.clear()
 
+    def _recompile(self) -> None:
+        current = self.storegate.data_id
+        self.storegate.set_data_id(self.data_id)
+        try:
+            self.storegate.compile()
+        finally:
+            if current is not None:
+                self.storegate.set_data_id(current)
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             return
         logger.info("import into data_id %r failed (%s); removing what it wrote",
                     self.data_id, exc_type.__name__)
         self.undo()
-        if not self.existed:
-            with contextlib.suppress(StoregateError):
-                if self._previous is not None and self._previous != self.data_id:
-                    self.storegate.set_data_id(self._previous)
+        gate = self.storegate
+        with contextlib.suppress(StoregateError):
+            if not self.existed:
+                if self.data_id in self.db.data_ids():
                     self.db.delete_data_id(self.data_id)
+            elif self._attrs is not None:
+                self.db.set_attrs(self.data_id, self._attrs)
+        gate._meta.pop(self.data_id, None)  # cached compile state: reread from the store
+        if self._previous is None or self._previous in self.db.data_ids():
+            gate._data_id = self._previous  # the gate selects what it selected before
