@@ -23,7 +23,13 @@ import numpy as np
 
 from .errors import DtypeError, ShapeMismatchError
 
-__all__ = ["as_array", "cast_for_write", "check_row_shape", "check_storable_dtype"]
+__all__ = [
+    "as_array",
+    "cast_for_write",
+    "check_row_shape",
+    "check_storable_dtype",
+    "native",
+]
 
 
 def check_storable_dtype(dtype: Any, what: str = "data") -> np.dtype:
@@ -77,7 +83,23 @@ def as_array(data: Any, what: str = "data") -> np.ndarray:
             f"{what} is a scalar ({arr!r}); data need a leading sample axis, e.g. [value]."
         )
     check_storable_dtype(arr.dtype, what)
-    return arr
+    return native(arr)
+
+
+def native(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the machine's byte order (a converted copy only if it is not already).
+
+    Every var is stored in native byte order, on every backend, so a var's dtype is the same
+    before and after a store is reopened; the values are unchanged.
+
+    Examples
+    --------
+    >>> native(np.arange(3, dtype=">i4")).dtype
+    dtype('int32')
+    """
+    if arr.dtype.byteorder in ("=", "|") or arr.dtype.isnative:
+        return arr
+    return arr.astype(arr.dtype.newbyteorder("="))
 
 
 def check_row_shape(data: np.ndarray, row_shape: tuple[int, ...], var: str) -> None:

@@ -37,7 +37,7 @@ from typing import IO, Any
 import numpy as np
 
 from . import indexing, transforms
-from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dtype
+from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dtype, native
 from .backends.base import TEMP_PREFIX, Backend, VarInfo
 from .backends.registry import get_backend
 from .errors import (
@@ -157,10 +157,14 @@ def _as_data(column: Any, what: str) -> np.ndarray | RaggedArray:
     arrays whose first axes differ, an awkward array, a RaggedArray)."""
     if is_ragged_input(column):
         if isinstance(column, RaggedArray):
-            return column
-        if type(column).__module__.partition(".")[0] == "awkward":
-            return RaggedArray.from_awkward(column, what)
-        return RaggedArray.from_list(column, what)
+            rag = column
+        elif type(column).__module__.partition(".")[0] == "awkward":
+            rag = RaggedArray.from_awkward(column, what)
+        else:
+            rag = RaggedArray.from_list(column, what)
+        if not rag.values.dtype.isnative:
+            rag = RaggedArray(native(rag.values), rag.offsets, validate=False)
+        return rag
     return as_array(column, what)
 
 

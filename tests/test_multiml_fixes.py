@@ -541,3 +541,18 @@ def test_reopened_store_keeps_dtypes_and_data_ids(make_sg, reopen):
     assert got[0].tolist() == [1, -2, 3] and got[3][0] == 1 + 2j
     sg.set_data_id("second")
     assert sg.get_var_shapes("x") == (2, 2)
+
+
+def test_non_native_byte_order_is_stored_natively(make_sg, reopen):
+    """A big-endian array keeps its values and reads back in native order, before and after
+    a reopen, on every backend (regular and ragged vars)."""
+    from storegate import RaggedArray
+
+    sg = make_sg()
+    sg.add_data("x", np.arange(3, dtype=">f4"))
+    sg.add_data("r", RaggedArray(np.arange(4, dtype=">i2"), np.array([0, 1, 3, 4])))
+    for gate in (sg, reopen(sg)):
+        x = gate.get_data("x", "train")
+        r = gate.get_data("r", "train", ragged_as="raw")
+        assert x.dtype == np.dtype("float32") and x.tolist() == [0.0, 1.0, 2.0]
+        assert r.values.dtype == np.dtype("int16") and r.values.tolist() == [0, 1, 2, 3]
