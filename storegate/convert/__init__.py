@@ -25,6 +25,7 @@ from .errors import (
 from .hdf5 import export_hdf5, import_hdf5
 from .kinoml import KinomlImport, import_kinoml_parquet
 from .npz import export_npz, import_npz
+from .parquet import export_parquet, import_parquet
 from .results import ExportResult, ImportedVar, ImportResult
 from .staging import staged
 from .stores import copy_store
@@ -44,9 +45,11 @@ __all__ = [
     "copy_store",
     "export_hdf5",
     "export_npz",
+    "export_parquet",
     "import_hdf5",
     "import_kinoml_parquet",
     "import_npz",
+    "import_parquet",
     "sniff",
     "staged",
 ]
