@@ -25,6 +25,24 @@ def test_quickstart_runs(tmp_path: Path) -> None:
     assert (tmp_path / "jets.zarr" / "jets" / "train" / "tracks").is_dir()
 
 
+def test_kinoml_npz_example_runs(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(EXAMPLES / "kinoml_npz.py"), "--items", "200", "--dir",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "imported 200 items into data_id 'kinase': {'train': 160, 'valid': 20, 'test': 20}" \
+        in out
+    assert "X_a0  ragged  row shape (None, 16) float32" in out
+    assert "X_a1  regular row shape (64,) int64" in out
+    assert "check: ok (9 vars)" in out
+    assert "batch: X_a0 128 items" in out and "X_a1 (128, 64), y (128,)" in out
+    assert (tmp_path / "kinase_again.npz").is_file()
+    assert (tmp_path / "kinase.parquet").is_file()
+
+
 def test_every_example_is_tested() -> None:
-    tested = {"quickstart.py"}
+    tested = {"quickstart.py", "kinoml_npz.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested

@@ -196,7 +196,9 @@ def convert(
     # file -> file: through a temporary store beside the destination
     parent = os.path.dirname(os.path.abspath(dst))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".sg-convert-", dir=parent)
+    # named like staged()'s temporaries, so a killed run's leftovers are removed next time
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.sg-tmp-{os.getpid()}-",
+                           dir=parent)
     try:
         gate = StoreGate("zarr", {"output_dir": os.path.join(tmp, "store.zarr")})
         did = data_id or data_id_for(src)

@@ -64,6 +64,7 @@ import numpy as np
 
 from ..errors import (
     InconsistentLengthError,
+    IndexOutOfRangeError,
     InvalidArgumentError,
     InvalidPhaseError,
     VarNotFoundError,
@@ -156,10 +157,10 @@ def _item_var(reader: NpzReader, name: str, pattern: str, members: list[Member],
                     transposed=transposed)
     trailing = {s[1:] for s in shapes}
     if any(len(s) == 0 for s in shapes) or len(trailing) != 1:
-        examples: dict[tuple[int, ...], tuple[str, tuple[int, ...]]] = {}
+        examples: dict[tuple[int, tuple[int, ...]], tuple[str, tuple[int, ...]]] = {}
         for m in members:
             s = m.shape[::-1] if transposed else m.shape
-            examples.setdefault(s[1:] if s else s, (m.key, m.shape))
+            examples.setdefault((len(s), s[1:]), (m.key, m.shape))
         (k1, s1), (k2, s2) = list(examples.values())[:2]
         hint = ""
         if not transposed and all(len(s) == 2 for s in shapes) and \
@@ -282,13 +283,16 @@ def _plan(reader: NpzReader, layout: str, transpose: Sequence[str]) -> _Plan:
         plan.vars.append(_column_var(reader, m.key, m))
     if not plan.vars:
         raise SourceFormatError(f"{reader.path!r} holds no arrays to import.", reader.path)
+    return plan
+
+
+def _check_rows(plan: _Plan, path: str) -> None:
+    """Every var to import has the same number of rows (checked after ``var_names=``)."""
     lengths = {v.name: v.rows for v in plan.vars}
     if len(set(lengths.values())) > 1:
         raise SourceFormatError(
-            f"{reader.path!r}: the arrays have different numbers of rows ({lengths}); every "
-            "var of a dataset needs one row per item. Select members with var_names=.",
-            reader.path)
-    return plan
+            f"{path!r}: the arrays have different numbers of rows ({lengths}); every "
+            "var of a dataset needs one row per item. Select members with var_names=.", path)
 
 
 def _select(plan: _Plan, var_names: Any, path: str) -> None:
@@ -302,6 +306,11 @@ def _select(plan: _Plan, var_names: Any, path: str) -> None:
         if bad:
             raise VarNotFoundError(
                 f"var_names names {bad} which {path!r} does not provide; its vars are {known}.")
+        renamed = [str(var_names.get(k, k)) for k in known]
+        if len(set(renamed)) != len(renamed):
+            raise InvalidArgumentError(
+                f"var_names {dict(var_names)!r} gives two vars of {path!r} the same name "
+                f"({renamed}); choose distinct names.")
         for old, new in var_names.items():
             by_name[old].name = str(new)
         return
@@ -313,6 +322,9 @@ def _select(plan: _Plan, var_names: Any, path: str) -> None:
     if bad:
         raise VarNotFoundError(
             f"var_names names {bad} which {path!r} does not provide; its vars are {known}.")
+    if len(set(var_names)) != len(var_names):
+        raise InvalidArgumentError(
+            f"var_names {list(var_names)} names a var twice; list each var of {path!r} once.")
     plan.vars = [by_name[k] for k in var_names]
 
 
@@ -490,12 +502,14 @@ def import_npz(
     with NpzReader(path) as reader:
         spath = reader.path
         plan = _plan(reader, layout, list(transpose))
-        unknown = [t for t in transpose if t not in {v.name for v in plan.vars}]
+        unknown = [t for t in transpose
+                   if t not in {v.name for v in plan.vars if v.kind == "items"}]
         if unknown:
             raise InvalidArgumentError(
                 f"transpose names {unknown}, which are not per-item vars of {spath!r} "
                 f"({[v.name for v in plan.vars if v.kind == 'items']}).")
         _select(plan, var_names, spath)
+        _check_rows(plan, spath)
         n = plan.vars[0].rows
         if phase is None and plan.phases:
             spec: Any = {_IDX[k]: v for k, v in plan.phases.items()}
@@ -506,8 +520,8 @@ def import_npz(
             spec = phase
         try:
             phase_plan = plan_phases(spec, n)
-        except InvalidPhaseError as err:
-            raise InvalidPhaseError(f"{spath!r}: {err}") from None
+        except (InvalidPhaseError, IndexOutOfRangeError) as err:
+            raise type(err)(f"{spath!r}: {err}") from None
         sizes = phase_plan.sizes()
         target.check_new([v.name for v in plan.vars], sizes)
 

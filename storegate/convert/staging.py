@@ -66,7 +66,9 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_stale(parent: str, base: str) -> None:
-    """Remove temporaries of ``base`` left by processes that no longer run."""
+    """Remove temporaries of ``base`` left by processes that no longer run. A destination
+    moved aside by a process killed before it moved the new one in is put back."""
+    dst = os.path.join(parent, base)
     for prefix in (f".{base}{_TMP}", f".{base}{_OLD}"):
         try:
             names = [n for n in os.listdir(parent) if n.startswith(prefix)]
@@ -75,9 +77,13 @@ def _remove_stale(parent: str, base: str) -> None:
         for name in names:
             pid_text = name[len(prefix):].split("-", 1)[0]
             if pid_text.isdigit() and not _alive(int(pid_text)):
-                logger.info("removing %s, left by a conversion that did not finish",
-                            os.path.join(parent, name))
-                remove_path(os.path.join(parent, name))
+                path = os.path.join(parent, name)
+                if prefix.endswith(_OLD) and not os.path.lexists(dst):
+                    logger.info("restoring %s from %s", dst, path)
+                    os.replace(path, dst)
+                    continue
+                logger.info("removing %s, left by a conversion that did not finish", path)
+                remove_path(path)
 
 
 @contextlib.contextmanager
@@ -98,23 +104,24 @@ def staged(dst: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[
     DestinationExistsError
         ``dst`` exists and ``overwrite`` is false (a ``FileExistsError``).
     """
-    dst = os.path.abspath(os.fspath(dst))
-    if "://" in dst:
+    dst = os.fspath(dst)
+    if "://" in dst:  # before abspath, which would make "s3://b/x" the local "s3:/b/x"
         raise ConversionError(f"{dst!r}: conversions write local paths only.", dst)
+    dst = os.path.abspath(dst)
+    parent, base = os.path.split(dst)
+    _remove_stale(parent, base)  # first: it may put back a destination moved aside
     if os.path.lexists(dst) and not overwrite:
         raise DestinationExistsError(
             f"{dst!r} already exists; choose another destination or pass overwrite=True "
             "(--overwrite) to replace it.", dst)
-    parent, base = os.path.split(dst)
     os.makedirs(parent, exist_ok=True)
-    _remove_stale(parent, base)
     tag = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = os.path.join(parent, f".{base}{_TMP}{tag}")
+    old = None
     try:
         yield tmp
         if not os.path.lexists(tmp):
             raise ConversionError(f"the conversion to {dst!r} wrote nothing.", dst)
-        old = None
         if os.path.lexists(dst):
             if not overwrite:  # appeared while we were writing
                 raise DestinationExistsError(
@@ -123,8 +130,10 @@ def staged(dst: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[
             old = os.path.join(parent, f".{base}{_OLD}{tag}")
             os.replace(dst, old)
         os.replace(tmp, dst)
-        if old is not None:
-            remove_path(old)
     except BaseException:
+        if old is not None and not os.path.lexists(dst):
+            os.replace(old, dst)  # the new one did not get in place: keep the old one
         remove_path(tmp)
         raise
+    if old is not None:
+        remove_path(old)

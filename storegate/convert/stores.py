@@ -132,7 +132,7 @@ def _copy_one(src: Any, dst: Any, data_id: str, cast: np.dtype | None, do_compil
                     target.add(var, rows, ph)
                     bar.update(rows.nbytes)
                 if info.length == 0:
-                    _create_empty(dst, var, info, ph, cast)
+                    _create_empty(dst, data_id, var, info, ph, cast)
                     target.written.add((var, ph))
                 out.setdefault(var, ImportedVar(
                     var, var, info.ragged,
@@ -150,11 +150,13 @@ def _copy_one(src: Any, dst: Any, data_id: str, cast: np.dtype | None, do_compil
     return ImportResult(data_id, (src.db.describe(),), tuple(out.values()), sizes)
 
 
-def _create_empty(dst: Any, var: str, info: Any, phase: str, cast: np.dtype | None) -> None:
-    """A var with no rows (kept so the copy has the same vars)."""
+def _create_empty(dst: Any, data_id: str, var: str, info: Any, phase: str,
+                  cast: np.dtype | None) -> None:
+    """A var with no rows (kept so the copy has the same vars; ``add_data`` of no rows
+    creates nothing, so the backend appends them)."""
     dtype = cast if cast is not None and info.dtype.kind == "f" else info.dtype
+    empty = np.empty((0, *info.row_shape), dtype)
     if info.ragged:
-        dst.add_data(var, RaggedArray(np.empty((0, *info.row_shape), dtype),
-                                      np.zeros(1, np.int64)), phase=phase)
+        dst.db.append(data_id, phase, var, RaggedArray(empty, np.zeros(1, np.int64)))
     else:
-        dst.add_data(var, np.empty((0, *info.row_shape), dtype), phase=phase)
+        dst.db.append(data_id, phase, var, empty)

@@ -93,7 +93,6 @@ class ImportTarget:
         self.existed = self.data_id in self.db.data_ids()
         self.written: set[tuple[str, str]] = set()
         self._previous = storegate.data_id
-        self._was_compiled = self.existed and storegate._load_meta(self.data_id).compiled
         self._attrs: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ checks
@@ -145,15 +144,6 @@ class ImportTarget:
                 if self.db.has_var(self.data_id, ph, var):
                     self.storegate.delete_data(var, phase=ph, do_compile=False)
         self.written.clear()
-
-    def _recompile(self) -> None:
-        current = self.storegate.data_id
-        self.storegate.set_data_id(self.data_id)
-        try:
-            self.storegate.compile()
-        finally:
-            if current is not None:
-                self.storegate.set_data_id(current)
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
