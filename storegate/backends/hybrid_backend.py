@@ -473,3 +473,36 @@ class HybridBackend(Backend):
                 self._evicted.add(new)
             if recent:
                 self._recent[new] = None
+
+    # ------------------------------------------------------------------ health check, sizes
+    def check(self, data_id: str, phase: str, var: str) -> list[str]:
+        """The storage tier's check of the var (a var only in memory has nothing to check).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = HybridBackend(output_dir=tempfile.mkdtemp() + "/h.zarr")
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.arange(5))
+        >>> be.check("d", "train", "x")
+        []
+        """
+        if self._disk_has(data_id, phase, var):
+            return self._disk.check(data_id, phase, var)
+        self._source(data_id, phase, var)  # raises VarNotFoundError for an unknown var
+        return []
+
+    def stored_bytes(self, data_id: str, phase: str, var: str) -> int | None:
+        """Bytes of the storage tier's copy of the var, or ``None`` if only memory holds it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = HybridBackend(output_dir=tempfile.mkdtemp() + "/h.zarr")
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.arange(1, 6)); be.flush()
+        >>> be.stored_bytes("d", "train", "x") > 0
+        True
+        """
+        if self._disk_has(data_id, phase, var):
+            return self._disk.stored_bytes(data_id, phase, var)
+        self._source(data_id, phase, var)
+        return None

@@ -954,8 +954,20 @@ def _handle(st: _State, path: str) -> _Handle:
     return h
 
 
-def _read_groups(st: _State, path: str, groups: list[int], column: str) -> Any:
-    """Decode row groups of one column of one file (an Arrow ChunkedArray)."""
+def _checked_rows(column: Any, expected: int | None, path: str, groups: list[int]) -> Any:
+    """``column`` if it holds the rows the manifest records, else ``CorruptStoreError`` (a
+    file that disagrees with the manifest would otherwise leave rows uninitialised)."""
+    if expected is not None and len(column) != expected:
+        raise CorruptStoreError(
+            f"row groups {groups[0]}..{groups[-1]} of {path!r} hold {len(column)} rows, but the "
+            f"manifest records {expected}; the store is damaged (run `storegate check`).")
+    return column
+
+
+def _read_groups(st: _State, path: str, groups: list[int], column: str,
+                 expected: int | None = None) -> Any:
+    """Decode row groups of one column of one file (an Arrow ChunkedArray), checking that
+    they hold ``expected`` rows."""
     pa, _ = _arrow()
     with st.lock:
         h = _handle(st, path)
@@ -969,16 +981,19 @@ def _read_groups(st: _State, path: str, groups: list[int], column: str) -> Any:
             f"cannot read column {column!r} of {path!r} ({type(err).__name__}: {err}); the "
             "file is damaged."
         ) from None
-    return table.column(0)
+    return _checked_rows(table.column(0), expected, path, groups)
 
 
-def _read_groups_unshared(path: str, groups: list[int], column: str) -> Any:
+def _read_groups_unshared(path: str, groups: list[int], column: str,
+                          expected: int | None = None) -> Any:
     """Like :func:`_read_groups` through a handle of its own (for parallel decoding)."""
     pa, pq = _arrow()
     try:
         file = pq.ParquetFile(path, memory_map=True)
         try:
-            return file.read_row_groups(groups, columns=[column], use_threads=False).column(0)
+            return _checked_rows(
+                file.read_row_groups(groups, columns=[column], use_threads=False).column(0),
+                expected, path, groups)
         finally:
             file.close()
     except (OSError, pa.ArrowException) as err:
@@ -1019,7 +1034,10 @@ def _decode_group(st: _State, ph: _Phase, vm: _VarMeta, lay: _Layout, var: str, 
     hit = st.rgcache.get(key)
     if hit is not None:
         return hit
-    value = _decode(_read_groups(st, path, [local], column), vm, f"column {column!r} of {path!r}")
+    starts = lay.group_starts[fi]
+    rows = int(starts[local + 1] - starts[local])
+    value = _decode(_read_groups(st, path, [local], column, rows), vm,
+                    f"column {column!r} of {path!r}")
     if cache:
         st.rgcache.put(key, value, int(value.nbytes))
     return value
@@ -1057,10 +1075,11 @@ def _filler(st: _State, ph: _Phase, var: str) -> Callable[[int, int, np.ndarray]
             own_handle: bool) -> None:
         fi, g0, g1, lo, hi = task
         fs = int(file_starts[fi])
+        rows = int(starts_of[fi][g1] - starts_of[fi][g0])
         if own_handle:  # a thread of a parallel fill: a handle of its own, no shared lock
-            chunked = _read_groups_unshared(paths[fi], list(range(g0, g1)), columns[fi])
+            chunked = _read_groups_unshared(paths[fi], list(range(g0, g1)), columns[fi], rows)
         else:
-            chunked = _read_groups(st, paths[fi], list(range(g0, g1)), columns[fi])
+            chunked = _read_groups(st, paths[fi], list(range(g0, g1)), columns[fi], rows)
         pos = int(starts_of[fi][g0])
         for chunk in _chunks(chunked):
             m = len(chunk)
@@ -2095,7 +2114,7 @@ class ParquetBackend(Backend):
                 for v in names:
                     vm = man.vars[v]
                     chunked = _read_groups(st, path, list(range(len(fm.row_groups))),
-                                                fm.columns[v])
+                                           fm.columns[v], int(sum(fm.row_groups)))
                     what = f"column {fm.columns[v]!r} of {path!r}"
                     if v != var:
                         arrays.append(chunked.combine_chunks() if hasattr(
@@ -2316,6 +2335,130 @@ class ParquetBackend(Backend):
             st.arena_tokens.clear()
             st.phases.clear()
             st.attrs.clear()
+
+    # ------------------------------------------------------------------ health check, sizes
+    def _var_files(self, data_id: str, phase: str,
+                   var: str) -> tuple[str, list[tuple[str, _FileMeta]], _VarMeta]:
+        """The phase directory, the var's committed files in row order (``(name, manifest
+        entry)``) and its description, from the manifest this process reads by."""
+        st = self._state()
+        with st.lock:
+            ph = self._phase(st, data_id, phase)
+            vm = self._meta(ph, var)
+            files = [(f, ph.manifest.files[f].clone()) for f in vm.files]
+            return ph.path, files, vm.clone()
+
+    @staticmethod
+    def _sizes_text(sizes: list[int]) -> str:
+        """Row-group sizes for a message (a long list shortened)."""
+        if len(sizes) <= 6:
+            return str(sizes)
+        return f"[{', '.join(map(str, sizes[:3]))}, ... ({len(sizes)} groups)]"
+
+    def check(self, data_id: str, phase: str, var: str) -> list[str]:
+        """What reading the var back cannot reveal: data files the manifest lists that are
+        missing or have no readable footer, and files whose row count or row groups (from the
+        Parquet footer) disagree with the manifest (reads would return unset rows), or that
+        lack the var's column or record another dtype for it. Rows still buffered in memory
+        are not on disk and not checked.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = ParquetBackend(output_dir=tempfile.mkdtemp() + "/s")
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.arange(10)); be.flush()
+        >>> be.check("d", "train", "x")
+        []
+        >>> for f in os.listdir(os.path.join(be.location, "d", "train")):
+        ...     if f.endswith(".parquet"):
+        ...         os.remove(os.path.join(be.location, "d", "train", f))
+        >>> be.check("d", "train", "x")[0].startswith("data file part-")
+        True
+        """
+        try:
+            folder, files, vm = self._var_files(data_id, phase, var)
+        except CorruptStoreError as err:  # a damaged manifest: report, never raise
+            return [f"the phase's manifest cannot be read ({err})"]
+        _, pq = _arrow()
+        problems: list[str] = []
+        start = 0
+        footer_rows: int | None = 0
+        for name, fm in files:
+            rows = f"rows {start}..{start + fm.rows - 1}" if fm.rows else "no rows"
+            start += fm.rows
+            path = os.path.join(folder, name)
+            if not os.path.exists(path):
+                problems.append(f"data file {name} listed in the manifest is missing ({rows} "
+                                "cannot be read)")
+                footer_rows = None
+                continue
+            try:
+                md = pq.read_metadata(path)
+                schema = md.schema.to_arrow_schema()
+            except Exception as err:
+                problems.append(f"data file {name} has no readable Parquet footer ({rows}; "
+                                f"{type(err).__name__}: {err})")
+                footer_rows = None
+                continue
+            groups = [int(md.row_group(g).num_rows) for g in range(md.num_row_groups)]
+            if int(md.num_rows) != fm.rows:
+                problems.append(
+                    f"the manifest records {fm.rows} rows for data file {name} ({rows}) but "
+                    f"its Parquet footer holds {int(md.num_rows)}")
+            elif groups != fm.row_groups:
+                problems.append(
+                    f"the manifest's row groups of data file {name} ({rows}) differ from its "
+                    f"Parquet footer: {self._sizes_text(fm.row_groups)} vs "
+                    f"{self._sizes_text(groups)}")
+            if footer_rows is not None:
+                footer_rows += int(md.num_rows)
+            column = fm.columns.get(var)
+            if column is None or column not in schema.names:
+                problems.append(f"data file {name} ({rows}) has no column {column!r} for the "
+                                "var")
+                continue
+            raw = (schema.field(column).metadata or {}).get(_DTYPE_KEY)
+            try:
+                stored = None if raw is None else np.dtype(raw.decode())
+            except (TypeError, ValueError, UnicodeDecodeError):
+                stored = None
+            if stored is not None and stored != vm.dtype:
+                problems.append(f"data file {name} ({rows}) stores the var as {stored} but the "
+                                f"manifest says {vm.dtype}")
+        if footer_rows is not None and footer_rows != start:
+            problems.append(f"the manifest gives the var {start} rows in all; its data files "
+                            f"hold {footer_rows}")
+        return problems
+
+    def stored_bytes(self, data_id: str, phase: str, var: str) -> int | None:
+        """Compressed bytes of the var's column chunks over its data files (from the Parquet
+        footers), or ``None`` if a file cannot be read. Rows still buffered are not counted.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = ParquetBackend(output_dir=tempfile.mkdtemp() + "/s")
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.arange(1000)); be.flush()
+        >>> be.stored_bytes("d", "train", "x") > 0
+        True
+        """
+        folder, files, _ = self._var_files(data_id, phase, var)
+        _, pq = _arrow()
+        total = 0
+        for name, fm in files:
+            column = fm.columns.get(var)
+            try:
+                md = pq.read_metadata(os.path.join(folder, name))
+            except Exception:
+                return None
+            for g in range(md.num_row_groups):
+                rg = md.row_group(g)
+                for c in range(rg.num_columns):
+                    chunk = rg.column(c)
+                    path = chunk.path_in_schema
+                    if path == column or path.startswith(f"{column}."):
+                        total += int(chunk.total_compressed_size)
+        return total
 
 
 class _MissingFile(Exception):

@@ -283,6 +283,9 @@ def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: i
         dtype=var.dtype,
         fill_value=0,
         overwrite=True,
+        # every chunk is written, even all-zero ones, so a missing chunk file is damage
+        # (`storegate check`), not "all fill values"
+        config={"write_empty_chunks": True},
     )
     kwargs["compressors"] = compressors
     if 0 in var.row_shape:
@@ -411,9 +414,13 @@ def _filler(arr: Any) -> Any:
                     f.seek(lo * row_bytes)
                     got = f.readinto(memoryview(dst))  # type: ignore[arg-type]
             except FileNotFoundError:
-                got = 0  # never written: zarr's fill value, 0
-            if got is None or got < dst.size:
-                dst[got or 0 :] = 0
+                dst[:] = 0  # never written: zarr's fill value, 0
+            else:
+                if got is None or got < dst.size:  # chunk files are whole chunks on disk
+                    raise CorruptStoreError(
+                        f"chunk file {path!r} is truncated (rows {start}..{stop - 1} of "
+                        f"{arr.path!r} need {dst.size} bytes from offset {lo * row_bytes}, "
+                        f"it has {got or 0}); run `storegate check` on the store.")
             pos += hi - lo
 
     return raw
@@ -1235,3 +1242,281 @@ class ZarrBackend(Backend):
     ) -> list[np.ndarray]:
         return [self.read(data_id, phase, v, index) for v in vars]
 
+
+    # ------------------------------------------------------------------ health check, sizes
+    def _disk_name(self, data_id: str, phase: str, var: str) -> tuple[_Phase, str]:
+        """The phase and the name of the directory that holds a var's data (the moved-aside
+        copy a read-only open reads after an interrupted rewrite)."""
+        ph = self._phase(data_id, phase)
+        if not self.has_var(data_id, phase, var):
+            raise VarNotFoundError(
+                f"var {var!r} does not exist in data_id {data_id!r}, phase {phase!r} of "
+                f"{self.describe()}; vars there: {ph.order}."
+            )
+        return ph, ph.redirect.get(var, var)
+
+    def _listing(self, rel: str) -> dict[str, int | None] | None:
+        """The files below directory ``rel`` of the store, as ``key -> size`` (keys relative to
+        ``rel`` with ``/`` separators), or ``None`` when the storage cannot be listed."""
+        files = self._files
+        if files is None or not files.supported:
+            return None
+        base = files._p(rel)
+        out: dict[str, int | None] = {}
+        try:
+            if files.fs is None:
+                for dirpath, _, names in os.walk(base):
+                    sub = os.path.relpath(dirpath, base).replace(os.sep, "/")
+                    for n in names:
+                        try:
+                            size: int | None = os.path.getsize(os.path.join(dirpath, n))
+                        except OSError:
+                            size = None
+                        out[n if sub == "." else f"{sub}/{n}"] = size
+                return out
+            prefix = base.strip("/") + "/"
+            for path, detail in files.fs.find(base, detail=True).items():
+                key = str(path).strip("/")
+                if key.startswith(prefix):
+                    size = detail.get("size") if isinstance(detail, dict) else None
+                    out[key[len(prefix):]] = None if size is None else int(size)
+            return out
+        except Exception as err:  # a file system that cannot list (http): skip the check
+            logger.debug("storegate: cannot list %r of %s (%s)", rel, self.describe(), err)
+            return None
+
+    @staticmethod
+    def _open_array(ph: _Phase, path: str, what: str, problems: list[str]) -> Any:
+        """The zarr array at ``path`` of a phase group, freshly opened from its metadata on
+        disk, or ``None`` (with the reason in ``problems``)."""
+        import zarr
+
+        try:
+            arr = ph.group[path]
+        except KeyError:
+            problems.append(f"the {what}array is missing (no zarr metadata at {path!r}); the "
+                            "store was modified outside storegate")
+            return None
+        except Exception as err:
+            problems.append(f"the {what}array metadata cannot be read ({type(err).__name__}: "
+                            f"{err})")
+            return None
+        if not isinstance(arr, zarr.Array):
+            problems.append(f"{path!r} is a group, not an array")
+            return None
+        return arr
+
+    def _check_chunks(self, arr: Any, part: str, problems: list[str],
+                      rows: np.ndarray | None = None) -> None:
+        """Check the chunk files of one zarr array (a regular var, or a ragged var's
+        ``values``/``offsets``): one for every chunk its shape needs and (uncompressed chunks)
+        each of the right size. ``rows``: a ragged var's offsets, to name the rows that damaged
+        values belong to."""
+        import itertools
+
+        what = f"{part} " if part else ""
+        meta = arr.metadata
+        shape = tuple(int(s) for s in arr.shape)
+        try:
+            grid = tuple(int(c) for c in meta.chunk_grid.chunk_shape)
+        except (AttributeError, TypeError):  # pragma: no cover - an irregular chunk grid
+            return
+        if not shape or any(s == 0 for s in shape) or any(c <= 0 for c in grid):
+            return  # no chunks needed
+        listing = self._listing(arr.path)
+        if listing is None:
+            return
+        expected: int | None = None  # the size of every chunk file, when stored raw
+        blosc = False  # chunk files are blosc frames, whose header records their size
+        if meta.zarr_format == 3:
+            from zarr.codecs import BloscCodec, BytesCodec
+
+            codecs = list(meta.codecs)
+            if len(codecs) == 1 and isinstance(codecs[0], BytesCodec):
+                expected = int(np.prod(grid, dtype=np.int64)) * arr.dtype.itemsize
+            blosc = (len(codecs) == 2 and isinstance(codecs[0], BytesCodec)
+                     and isinstance(codecs[1], BloscCodec))
+        elif not meta.filters:
+            if meta.compressor is None:
+                expected = int(np.prod(grid, dtype=np.int64)) * arr.dtype.itemsize
+            blosc = getattr(meta.compressor, "codec_id", None) == "blosc"
+        counts = [-(-s // c) for s, c in zip(shape, grid, strict=True)]
+        rest = list(itertools.product(*(range(n) for n in counts[1:])))
+        found: list[tuple[int, str]] = []
+        missing: list[tuple[int, str]] = []
+        for i in range(counts[0]):
+            for r in rest:
+                key = meta.encode_chunk_key((i, *r))
+                if key not in listing:
+                    missing.append((i, key))
+                    break
+                size = listing[key]
+                want = expected
+                if blosc and size is not None:
+                    want = self._blosc_size(f"{arr.path}/{key}")
+                if want is not None and size is not None and size != want:
+                    span = self._span(part, i * grid[0], min(shape[0], (i + 1) * grid[0]) - 1,
+                                      rows)
+                    has = (f"has {size} bytes instead of {want}" if want >= 0 else
+                           f"has only {size} bytes, too few for a blosc header")
+                    found.append((i, f"{what}chunk file {key} {has} (truncated or overwritten; "
+                                     f"{span} cannot be read correctly)"))
+                    break
+        fill = getattr(meta, "fill_value", 0)
+        j = 0
+        while j < len(missing):  # runs of consecutive missing chunks: one line each
+            k = j
+            while k + 1 < len(missing) and missing[k + 1][0] == missing[k][0] + 1:
+                k += 1
+            first, last = missing[j], missing[k]
+            span = self._span(part, first[0] * grid[0],
+                              min(shape[0], (last[0] + 1) * grid[0]) - 1, rows)
+            files = (f"chunk file {first[1]} is" if j == k else
+                     f"chunk files {first[1]} .. {last[1]} ({k - j + 1} chunks) are")
+            found.append((first[0], f"{what}{files} missing ({span} would read as the fill "
+                                    f"value {fill}; storegate writes every chunk, so only rows "
+                                    "of create_empty that were never written may lack one)"))
+            j = k + 1
+        problems.extend(msg for _, msg in sorted(found, key=lambda item: item[0]))
+
+    def _blosc_size(self, rel: str) -> int | None:
+        """The size a blosc-compressed chunk file must have, from its frame header (bytes
+        12-15, ``cbytes``); ``-1`` when the file is too short to hold a header. Blosc decodes a
+        truncated frame past its end (garbage, or a crash), so this is checked before any read.
+        """
+        files = self._files
+        if files is None or not files.supported:
+            return None
+        try:
+            if files.fs is None:
+                with open(files._p(rel), "rb") as f:
+                    head = f.read(16)
+            else:
+                head = bytes(files.fs.cat_file(files._p(rel), start=0, end=16))
+        except Exception:
+            return None
+        if len(head) < 16:
+            return -1
+        return int.from_bytes(head[12:16], "little")
+
+    @staticmethod
+    def _span(part: str, lo: int, hi: int, rows: np.ndarray | None = None) -> str:
+        """Words for entries ``lo..hi`` (inclusive) of a var's array, or of a ragged var's
+        ``values``/``offsets`` array (``rows``: its offsets, to name the rows of values)."""
+        if part == "offsets":
+            return f"offsets {lo}..{hi}"
+        if part != "values":
+            return f"rows {lo}..{hi}"
+        where = ""
+        if rows is not None and rows.shape[0] > 1:
+            n = rows.shape[0] - 1
+            r0 = min(n - 1, max(0, int(np.searchsorted(rows, lo, side="right")) - 1))
+            r1 = min(n - 1, max(0, int(np.searchsorted(rows, hi, side="right")) - 1))
+            where = f" (in rows {r0}..{r1})"
+        return f"values {lo}..{hi}{where}"
+
+    @staticmethod
+    def _check_offsets(offsets: Any, n_values: int, problems: list[str]) -> np.ndarray | None:
+        """Offsets on disk must start at 0, never decrease and end within the values. Returns
+        them when they are sound."""
+        n = int(offsets.shape[0])
+        if n == 0:
+            problems.append("the offsets array is empty; a ragged var needs one offset more "
+                            "than it has rows")
+            return None
+        try:
+            whole = np.asarray(offsets[:], dtype=np.int64)  # small: 8 bytes a row
+        except Exception as err:
+            problems.append(f"the offsets cannot be read ({type(err).__name__}: {err})")
+            return None
+        sound = True
+        if whole[0] != 0:
+            problems.append(f"the offsets start at {int(whole[0])}, not 0")
+            sound = False
+        down = np.flatnonzero(np.diff(whole) < 0)
+        if down.size:
+            i = int(down[0])
+            more = f"; {down.size} places in all" if down.size > 1 else ""
+            problems.append(
+                f"the offsets decrease at row {i} ({int(whole[i])} -> {int(whole[i + 1])}"
+                f"{more}): those rows read the wrong values")
+            sound = False
+        if whole[-1] > n_values:
+            first = max(0, int(np.searchsorted(whole, n_values, side="right")) - 1)
+            rows = f"row {first} points" if first >= n - 2 else f"rows {first}..{n - 2} point"
+            problems.append(f"the offsets end at {int(whole[-1])}, past the {n_values} values "
+                            f"on disk ({rows} past the values)")
+            sound = False
+        return whole if sound else None
+
+    def check(self, data_id: str, phase: str, var: str) -> list[str]:
+        """What reading the var back cannot reveal: chunk files that are missing (zarr reads
+        them as the fill value), uncompressed chunk files of the wrong size (they read as
+        zeros past their end), unreadable array metadata, ragged offsets that decrease or
+        point past the values. Rows still buffered in memory are not on disk and not checked.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = ZarrBackend(output_dir=tempfile.mkdtemp() + "/s.zarr", chunk=4)
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.arange(1, 11)); be.flush()
+        >>> be.check("d", "train", "x")
+        []
+        >>> os.remove(os.path.join(be.location, "d", "train", "x", "c", "1"))
+        >>> be.check("d", "train", "x")[0][:55]
+        'chunk file c/1 is missing (rows 4..7 would read as fill'
+        """
+        ph, name = self._disk_name(data_id, phase, var)
+        problems: list[str] = []
+        if var in ph.ragged:
+            if not _committed(ph, var):
+                return problems  # only buffered rows so far: nothing on disk to check
+            values = self._open_array(ph, f"{name}/values", "values ", problems)
+            offsets = self._open_array(ph, f"{name}/offsets", "offsets ", problems)
+            whole = None
+            if offsets is not None:
+                self._check_chunks(offsets, "offsets", problems)
+                if values is not None:
+                    whole = self._check_offsets(offsets, int(values.shape[0]), problems)
+            if values is not None:
+                self._check_chunks(values, "values", problems, whole)
+            return problems
+        v = ph.vars.get(var)
+        if v is not None and v.array is None:
+            return problems  # only buffered rows so far
+        arr = self._open_array(ph, name, "", problems)
+        if arr is not None:
+            self._check_chunks(arr, "", problems)
+        return problems
+
+    def stored_bytes(self, data_id: str, phase: str, var: str) -> int | None:
+        """Bytes of the var's files on disk (chunks and metadata; a ragged var: both arrays).
+        Rows still buffered in memory are not counted. ``None`` for a file system that cannot
+        tell (an fsspec file system without ``du``).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = ZarrBackend(output_dir=tempfile.mkdtemp() + "/s.zarr")
+        >>> be.create_data_id("d"); be.append("d", "train", "x", np.ones(1000)); be.flush()
+        >>> be.stored_bytes("d", "train", "x") > 0
+        True
+        """
+        _, name = self._disk_name(data_id, phase, var)
+        files = self._files
+        if files is None or not files.supported:
+            return None
+        rel = f"{data_id}/{phase}/{name}"
+        if files.fs is None:
+            listing = self._listing(rel)
+            return None if listing is None else sum(s or 0 for s in listing.values())
+        du = getattr(files.fs, "du", None)
+        if du is None:
+            return None
+        try:
+            return int(du(files._p(rel), total=True))
+        except FileNotFoundError:
+            return 0
+        except Exception as err:
+            logger.debug("storegate: cannot size %r of %s (%s)", rel, self.describe(), err)
+            return None
