@@ -333,3 +333,22 @@ def test_check_reports_deleted_chunk(store: Path) -> None:
     proc = run("check", store, "-q")
     assert proc.returncode == 1
     assert "train" in proc.stdout and "pt" in proc.stdout
+
+
+def test_backends_reports_a_broken_plugin(tmp_path: Path) -> None:
+    """A plugin whose module cannot be imported is listed as FAILED with the reason; exit 1."""
+    dist = tmp_path / "storegate_broken-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: storegate-broken\n"
+                                   "Version: 0.3\n")
+    (dist / "entry_points.txt").write_text(
+        "[storegate.backends]\nbroken = storegate_broken_missing_module:Backend\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}"
+           f"{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([_script(), "backends"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("broken "))
+    assert "storegate-broken" in row and "0.3" in row and "FAILED" in row
+    assert "storegate_broken_missing_module" in proc.stdout.split(row)[1]
+    assert "numpy" in proc.stdout  # the working backends are still listed
