@@ -1464,7 +1464,7 @@ class ZarrBackend(Backend):
         []
         >>> os.remove(os.path.join(be.location, "d", "train", "x", "c", "1"))
         >>> be.check("d", "train", "x")[0][:55]
-        'chunk file c/1 is missing (rows 4..7 would read as fill'
+        'chunk file c/1 is missing (rows 4..7 would read as the '
         """
         ph, name = self._disk_name(data_id, phase, var)
         problems: list[str] = []
