@@ -165,7 +165,9 @@ def cmd_head(args: argparse.Namespace) -> int:
             f"{args.store} holds data_ids {gate.get_data_ids()}; choose one with --data-id.")
     phase = check_phase(args.phase)
     names = args.var or gate.get_var_names(phase)
-    n = max(0, args.n)
+    if args.n < 0:
+        raise _UsageError(f"-n {args.n}: give the number of rows to show (0 or more).")
+    n = args.n
     with np.printoptions(threshold=args.threshold, edgeitems=3, linewidth=100):
         for v in names:
             rows = gate.get_data(v, phase, slice(0, n), ragged_as="list")
@@ -237,6 +239,13 @@ def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-id", help="only this data_id")
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        text = err.args[0]  # KeyError's str() would quote the message
+    return text.splitlines()[0] if text else repr(err)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``storegate`` argument parser."""
     from . import __version__
@@ -299,7 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``storegate`` command; return its exit code."""
-    from .errors import StoregateError
+    from .errors import (
+        DataIdNotFoundError,
+        InvalidArgumentError,
+        InvalidPhaseError,
+        StoregateError,
+        VarNotFoundError,
+    )
 
     parser = build_parser()
     try:
@@ -313,8 +328,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as err:
         print(f"storegate {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (InvalidArgumentError, InvalidPhaseError) as err:  # a bad option value
+        print(f"storegate {args.command}: error: {_first_line(err)}", file=sys.stderr)
+        return 2
+    except (DataIdNotFoundError, VarNotFoundError) as err:
+        # inspecting a store, a wrong --data-id / --var is a usage error; in a conversion the
+        # data decide (e.g. a var missing from one phase), so it is a problem found
+        print(f"storegate {args.command}: error: {_first_line(err)}", file=sys.stderr)
+        return 1 if args.command == "convert" else 2
     except (StoregateError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        message = _first_line(err)
         if isinstance(err, OSError) and not isinstance(err, StoregateError) and err.filename:
             message = f"{err.filename}: {err.strerror or err}"
         print(f"storegate {args.command}: error: {message}", file=sys.stderr)

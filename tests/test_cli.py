@@ -352,3 +352,23 @@ def test_backends_reports_a_broken_plugin(tmp_path: Path) -> None:
     assert "storegate-broken" in row and "0.3" in row and "FAILED" in row
     assert "storegate_broken_missing_module" in proc.stdout.split(row)[1]
     assert "numpy" in proc.stdout  # the working backends are still listed
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["head", "{store}", "--var", "nope"], "'nope'"),
+    (["head", "{store}", "--phase", "bogus"], "bogus"),
+    (["head", "{store}", "-n", "-3"], "-n -3"),
+    (["info", "{store}", "--data-id", "nope"], "'nope'"),
+    (["convert", "{npz}", "{tmp}/x.zarr", "--phase", "bogus"], "bogus"),
+    (["convert", "{npz}", "{tmp}/x.zarr", "--dtype", "int8"], "int8"),
+    (["convert", "{npz}", "{tmp}/x.zarr", "--layout", "weird"], "weird"),
+    (["convert", "{store}", "{tmp}/x.npz", "--shuffle", "1"], "shuffle"),
+])
+def test_bad_option_values_exit_2(args: list[str], needle: str, store: Path, npz: Path,
+                                  tmp_path: Path) -> None:
+    argv = [a.format(store=store, npz=npz, tmp=tmp_path) for a in args]
+    proc = run(*argv, "-q") if argv[0] == "convert" else run(*argv)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    one_line_error(proc, needle)
+    assert not (tmp_path / "x.zarr").exists() and not (tmp_path / "x.npz").exists()
+    assert leftovers(tmp_path) == []
