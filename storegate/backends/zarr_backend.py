@@ -526,9 +526,26 @@ class ZarrBackend(Backend):
     def _check_pid(self) -> None:
         if os.getpid() != self._pid:
             # A forked child: drop handles and (the parent's) buffered rows, keep nothing that
-            # could write the parent's data twice.
+            # could write the parent's data twice. The decoded arenas hold committed rows only
+            # (reads flush first), so they stay: shared copy-on-write with the parent, with
+            # fresh locks, filling their missing chunks through this process's own handles.
+            # DataLoader workers then start without re-reading what the parent has read.
+            arenas = self._cache.items()
             self._finalizer.detach()
             self._init_process()
+            for key, arena in arenas:
+                arena.after_fork()
+                arena.set_fill(functools.partial(self._refill, tuple(key)))  # type: ignore[arg-type]
+                self._cache.put(key, arena)
+
+    def _refill(self, key: tuple[str, str, str], start: int, stop: int, out: np.ndarray) -> None:
+        """Fill rows of an arena inherited from the parent process (see ``_check_pid``)."""
+        data_id, phase, name = key
+        var, _, part = name.partition("/")
+        v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
+        if v.filler is None:
+            v.filler = _filler(v.array)
+        v.filler(start, stop, out)
 
     def __getstate__(self) -> dict[str, Any]:
         if os.getpid() == self._pid:

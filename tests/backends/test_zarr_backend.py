@@ -388,3 +388,38 @@ def test_writer_killed_mid_append_leaves_previous_content(tmp_path: Path, delay:
             assert steps[0] == 0
             counts = np.bincount(steps.astype(np.int64))
             assert (counts[:-1] == 100).all()  # whole batches, except possibly the last one
+
+
+def _child_gather(be: ZarrBackend, queue: object) -> None:
+    """In a forked child: gather through the arena inherited from the parent, with chunk
+    reading disabled, so any refill would fail."""
+    import storegate.backends.zarr_backend as zb
+
+    def boom(*args: object) -> None:
+        raise AssertionError("the child re-read chunks the parent had decoded")
+
+    zb._filler = boom  # type: ignore[assignment]
+    try:
+        rows = be.read("d", "train", "x", np.array([5, 0, 99], dtype=np.int64))
+        queue.put(rows.tolist())  # type: ignore[attr-defined]
+    except BaseException as err:  # report instead of dying silently
+        queue.put(repr(err))  # type: ignore[attr-defined]
+
+
+def test_forked_child_reuses_the_parents_decoded_arena(tmp_path: Path) -> None:
+    import multiprocessing
+
+    be = ZarrBackend(output_dir=str(tmp_path / "s.zarr"), chunk=16)
+    be.create_data_id("d")
+    data = np.arange(200, dtype=np.float32).reshape(100, 2)
+    be.append("d", "train", "x", data)
+    be.read("d", "train", "x", np.arange(100, dtype=np.int64))  # fills the whole arena
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child_gather, args=(be, queue))
+    proc.start()
+    got = queue.get(timeout=60)
+    proc.join(60)
+    assert got == data[[5, 0, 99]].tolist(), got
+    # the parent's arena and handles are untouched by the child
+    assert be.read("d", "train", "x", np.array([1], dtype=np.int64)).tolist() == [[2.0, 3.0]]
