@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import shutil
 import threading
 import weakref
 from collections.abc import Callable
@@ -69,3 +71,13 @@ def _install() -> None:
         except RuntimeError:  # pragma: no cover - already shutting down
             pass
     atexit.register(run_exit_flushes)  # pragma: no cover
+
+
+def remove_own_tmpdir(path: str, owner_pid: int) -> None:
+    """Delete a backend's temporary store directory, but only in the process that made it.
+
+    A forked child (a DataLoader worker) holds a copy of the backend; when that copy is
+    collected, the parent's data must stay.
+    """
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)

@@ -88,7 +88,7 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray, kind_mismatch, rows_of
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
-from .lifecycle import flush_at_exit
+from .lifecycle import flush_at_exit, remove_own_tmpdir
 
 __all__ = ["ParquetBackend"]
 
@@ -1240,7 +1240,7 @@ class ParquetBackend(Backend):
         if output_dir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="storegate-")
             output_dir = os.path.join(self._tmpdir, "store.parquet")
-            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
+            weakref.finalize(self, remove_own_tmpdir, self._tmpdir, os.getpid())
         location = os.fspath(output_dir)
         if location.startswith("file://"):
             location = location[len("file://"):]

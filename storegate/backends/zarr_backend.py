@@ -68,7 +68,7 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
-from .lifecycle import flush_at_exit
+from .lifecycle import flush_at_exit, remove_own_tmpdir
 
 __all__ = ["ZarrBackend"]
 
@@ -491,7 +491,7 @@ class ZarrBackend(Backend):
         if output_dir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="storegate-")
             output_dir = os.path.join(self._tmpdir, "store.zarr")
-            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
+            weakref.finalize(self, remove_own_tmpdir, self._tmpdir, os.getpid())
         location = os.fspath(output_dir)
         _codec(compressor, zarr_format)  # validate early
         self._settings = _Settings(

@@ -423,3 +423,21 @@ def test_forked_child_reuses_the_parents_decoded_arena(tmp_path: Path) -> None:
     assert got == data[[5, 0, 99]].tolist(), got
     # the parent's arena and handles are untouched by the child
     assert be.read("d", "train", "x", np.array([1], dtype=np.int64)).tolist() == [[2.0, 3.0]]
+
+
+def test_temporary_store_is_removed_only_by_the_process_that_made_it(tmp_path: Path) -> None:
+    """The finalizer of a backend's temporary directory runs in forked children too (when
+    their copy is collected); it must delete nothing there."""
+    import multiprocessing
+
+    from storegate.backends.lifecycle import remove_own_tmpdir
+
+    path = tmp_path / "tmpstore"
+    path.mkdir()
+    ctx = multiprocessing.get_context("fork")
+    proc = ctx.Process(target=remove_own_tmpdir, args=(str(path), os.getpid()))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0 and path.is_dir()  # the child is not the owner
+    remove_own_tmpdir(str(path), os.getpid())
+    assert not path.exists()
