@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,35 @@ def test_kinoml_npz_example_runs(tmp_path: Path) -> None:
     assert (tmp_path / "kinase.parquet").is_file()
 
 
+def test_train_mlp_example_runs(tmp_path: Path) -> None:
+    import pytest
+
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    res = subprocess.run(
+        [sys.executable, str(EXAMPLES / "train_mlp.py"), "--rows", "4000", "--epochs", "3",
+         "--workers", "2", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "train 3200, valid 400, test 400 rows; chunks of 1024 rows, 2 workers" in out
+    losses = []
+    for epoch in (1, 2, 3):
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"epoch {epoch}: "))
+        match = re.fullmatch(rf"epoch {epoch}: train loss (\d+\.\d{{4}}), valid loss "
+                             r"(\d+\.\d{4})", line)
+        assert match, line
+        losses.append(float(match.group(2)))
+    before = re.search(r"before training: valid loss (\d+\.\d{4})", out)
+    assert before, out
+    fell = re.search(r"validation loss fell: (\d+\.\d\d) -> (\d+\.\d\d)", out)
+    assert fell, out
+    assert float(fell.group(2)) < float(fell.group(1))
+    assert losses[-1] < float(before.group(1))
+    assert "test accuracy" in out
+    assert (tmp_path / "mlp.zarr" / "toy" / "train" / "x").is_dir()
+
+
 def test_every_example_is_tested() -> None:
-    tested = {"quickstart.py", "kinoml_npz.py"}
+    tested = {"quickstart.py", "kinoml_npz.py", "train_mlp.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested

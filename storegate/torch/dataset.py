@@ -31,7 +31,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import IndexOutOfRangeError, InvalidArgumentError, InvalidIndexError
+from ..errors import (
+    DataIdNotFoundError,
+    IndexOutOfRangeError,
+    InvalidArgumentError,
+    InvalidIndexError,
+)
 from ..phases import check_phase
 from ..ragged import RaggedArray
 
@@ -114,10 +119,13 @@ class StoreGateDataset(torch.utils.data.Dataset):
                 f"ragged={ragged!r}; use one of {RAGGED_MODES}.")
         self.storegate = storegate
         self.data_id = data_id if data_id is not None else storegate._require_data_id()
-        if self.data_id != storegate.data_id:
-            storegate.set_data_id(self.data_id)
+        if self.data_id not in storegate.get_data_ids():  # (the gate's current one is kept)
+            raise DataIdNotFoundError(
+                f"data_id {self.data_id!r} is not in the store; it holds "
+                f"{storegate.get_data_ids()}.")
         self.phase = check_phase(phase)
-        names = storegate.get_var_names(self.phase) if var_names is None else var_names
+        names = (storegate._var_names(self.data_id, self.phase) if var_names is None
+                 else var_names)
         self.single = isinstance(names, str)
         self.var_names: tuple[str, ...] = (names,) if isinstance(names, str) else tuple(names)
         if not self.var_names:
@@ -128,8 +136,7 @@ class StoreGateDataset(torch.utils.data.Dataset):
         self.as_dict = as_dict
         self.ragged = ragged
         self.pad_value = pad_value
-        meta = storegate.get_metadata()
-        self._length = int(meta["sizes"][self.phase])
+        self._length = int(storegate._compiled(self.data_id).sizes()[self.phase])
         infos = self._infos()
         missing = [v for v in self.var_names if v not in infos]
         if missing:
@@ -137,7 +144,7 @@ class StoreGateDataset(torch.utils.data.Dataset):
 
             raise VarNotFoundError(
                 f"var(s) {missing} are not in phase {self.phase!r} of data_id "
-                f"{self.data_id!r}; it has {storegate.get_var_names(self.phase)}.")
+                f"{self.data_id!r}; it has {storegate._var_names(self.data_id, self.phase)}.")
         self._ragged = tuple(infos[v].ragged for v in self.var_names)
 
     def _infos(self) -> dict[str, Any]:
