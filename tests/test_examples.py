@@ -78,6 +78,30 @@ def test_train_mlp_example_runs(tmp_path: Path) -> None:
     assert (tmp_path / "mlp.zarr" / "toy" / "train" / "x").is_dir()
 
 
+def test_pyg_neighbor_loader_example_runs(tmp_path: Path) -> None:
+    import importlib.util
+
+    import pytest
+
+    for module in ("torch", "torch_geometric"):
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            pytest.skip(f"{module} is not installed (the pyg extra)")
+    res = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pyg_neighbor_loader.py"), "--nodes", "6000",
+         "--batch-size", "256", "--dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert "graph: 6,000 nodes, 60,000 edges" in out
+    assert "one epoch: 24 batches of 256" in out
+    line = next(x for x in out.splitlines() if x.startswith("loss fell: "))
+    first, last = (float(v) for v in line.split()[2:5:2])
+    assert last < first
+    assert (tmp_path / "graph.zarr").is_dir()
+
+
 def test_every_example_is_tested() -> None:
-    tested = {"quickstart.py", "kinoml_npz.py", "train_mlp.py"}
+    tested = {"quickstart.py", "kinoml_npz.py", "train_mlp.py", "pyg_neighbor_loader.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
