@@ -133,14 +133,14 @@ def from_data(
         inverse[nt] = torch.from_numpy(inv)
     for nt in _node_types(data):
         store = _store(data, nt)
-        perm = torch.from_numpy(orders[nt]) if nt in orders else None
+        new_to_old = torch.from_numpy(orders[nt]) if nt in orders else None
         for key, value in store.items():
             if not isinstance(value, torch.Tensor) or not store.is_node_attr(key):
                 continue
-            rows = value[perm] if perm is not None else value
+            rows = value[new_to_old] if new_to_old is not None else value
             fs.put_tensor(rows.contiguous(), group_name=nt, attr_name=key, index=None)
-        if perm is not None:
-            fs.put_tensor(perm.clone(), group_name=nt, attr_name=ORIG_ID, index=None)
+        if new_to_old is not None:
+            fs.put_tensor(new_to_old.clone(), group_name=nt, attr_name=ORIG_ID, index=None)
     for et in _edge_types(data):
         store = _store(data, et)
         ei = store.edge_index
