@@ -13,7 +13,8 @@ int64 labels y. Loader: ``num_neighbors=[10, 5]``, batches of 1,024 random seed 
 
 PyG's own ``NeighborLoader`` needs pyg-lib or torch-sparse, which are not installed here; the
 reference figure for it on this workload (torch-sparse, 1 thread) is about 59 ms per batch.
-The first batch of each loader is not timed (zarr: it fills the decoded arenas; timed apart).
+The first batch of each loader is not timed (zarr: it fills the decoded arenas; timed apart),
+nor are the next 20 (warm-up, the same for every case).
 torch uses ``--threads`` intra-op threads (default 1; the machine has 2 cores).
 
 Run: ``python bench/pyg.py [--nodes 1000000] [--edges 10000000] [--batches 50] [--dir DIR]``
@@ -45,12 +46,19 @@ NUM_NEIGHBORS = [10, 5]
 BATCH = 1024
 
 
+#: Batches run (untimed) after the first one, before timing: the first batches after an arena
+#: fill still pay page faults on fresh buffers.
+WARMUP = 20
+
+
 def ms_per_batch(batches: Iterable[Any], count: int) -> tuple[float, float]:
-    """(first batch in s, mean ms per batch over the next ``count``)."""
+    """(first batch in s, mean ms per batch over ``count`` batches after a warm-up)."""
     it = iter(batches)
     t0 = time.perf_counter()
     next(it)
     first = time.perf_counter() - t0
+    for _ in range(WARMUP):
+        next(it, None)
     done = 0
     t0 = time.perf_counter()
     for _ in it:
@@ -90,6 +98,7 @@ def build_store(path: Path, x: torch.Tensor, y: torch.Tensor, row: torch.Tensor,
     gs.put_edge_index((row, colptr), edge_type=None, layout="csc", size=(n, n))
     if backend == "zarr":
         sg.close()
+        os.sync()  # write-back of the fresh store must not run during the timed batches
         sg = StoreGate.open(str(path))
     return sg
 
