@@ -664,3 +664,21 @@ def test_storegate_stores_with_two_workers(tmp_path: Any) -> None:
                             num_workers=2, multiprocessing_context="fork")
     for batch in loader:
         check_hetero_batch(batch, hetero, HETERO_KS)
+
+
+@pytest.mark.timeout(120)
+def test_storegate_link_loader_with_two_workers(tmp_path: Any) -> None:
+    data = make_graph()
+    pair = storegate_pair(data, "zarr", tmp_path, csc=True)
+    loader = LinkNeighborLoader(pair, [3, 2], edge_label_index=data.edge_index[:, :120],
+                                batch_size=30, num_workers=2, multiprocessing_context="fork",
+                                neg_sampling=NegativeSampling("binary", 1))
+    seen: Counter[int] = Counter()
+    for batch in loader:
+        assert torch.equal(batch.x, data.x[batch.n_id])
+        assert torch.equal(batch.y, data.y[batch.n_id])
+        assert torch.equal(batch.n_id[batch.edge_label_index[:, :30]],
+                           data.edge_index[:, batch.input_id])
+        assert torch.equal(data.edge_index[:, batch.e_id], batch.n_id[batch.edge_index])
+        seen.update(batch.input_id.tolist())
+    assert sorted(seen) == list(range(120)) and set(seen.values()) == {1}
