@@ -50,3 +50,13 @@ def assert_array_equal_exact(got: Any, expected: Any) -> None:
     assert got.shape == exp.shape, (got.shape, exp.shape)
     assert got.dtype == exp.dtype, (got.dtype, exp.dtype)
     np.testing.assert_array_equal(got, exp)
+
+
+def require(module: str) -> Any:
+    """Import ``module`` or skip the test; unlike ``pytest.importorskip`` it is not fooled by
+    a test folder of the same name (``tests/torch`` is a namespace package ``torch`` once
+    ``tests/`` is on ``sys.path``)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        pytest.skip(f"{module} is not installed (an optional extra)")
+    return importlib.import_module(module)

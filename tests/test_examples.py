@@ -45,14 +45,9 @@ def test_kinoml_npz_example_runs(tmp_path: Path) -> None:
 
 
 def test_train_mlp_example_runs(tmp_path: Path) -> None:
-    import importlib.util
+    from sg_helpers import require
 
-    import pytest
-
-    # find_spec, not importorskip: tests/torch/ would pass for a namespace package "torch"
-    spec = importlib.util.find_spec("torch")
-    if spec is None or spec.origin is None:
-        pytest.skip("the torch extra is not installed")
+    require("torch")
     res = subprocess.run(
         [sys.executable, str(EXAMPLES / "train_mlp.py"), "--rows", "4000", "--epochs", "3",
          "--workers", "2", "--dir", str(tmp_path)],
@@ -79,14 +74,10 @@ def test_train_mlp_example_runs(tmp_path: Path) -> None:
 
 
 def test_pyg_neighbor_loader_example_runs(tmp_path: Path) -> None:
-    import importlib.util
+    from sg_helpers import require
 
-    import pytest
-
-    for module in ("torch", "torch_geometric"):
-        spec = importlib.util.find_spec(module)
-        if spec is None or spec.origin is None:
-            pytest.skip(f"{module} is not installed (the pyg extra)")
+    require("torch")
+    require("torch_geometric")
     res = subprocess.run(
         [sys.executable, str(EXAMPLES / "pyg_neighbor_loader.py"), "--nodes", "6000",
          "--batch-size", "256", "--dir", str(tmp_path)],

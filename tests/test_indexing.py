@@ -161,7 +161,9 @@ def test_torch_detection_without_torch():
 
 
 def test_torch_tensor_index():
-    torch = pytest.importorskip("torch")
+    from sg_helpers import require
+
+    torch = require("torch")
     np.testing.assert_array_equal(normalize(torch.tensor([2, 0]), 3), [2, 0])
     assert normalize(torch.tensor(1), 3) == 1
     np.testing.assert_array_equal(normalize(torch.tensor([True, False, True]), 3), [0, 2])
