@@ -123,6 +123,35 @@ def main(argv: list[str] | None = None) -> int:
     add("random batch", "storegate zarr get_data([x, y])",
         median_ms(lambda i: sg_z.get_data(["x", "y"], "train", i), batches))
 
+    from storegate import list_backends
+
+    if "hdf5" in list_backends():  # the plugin: pip install ./backends/storegate-hdf5
+        import h5py
+
+        h5 = scratch / "storegate.h5"
+        h5.unlink(missing_ok=True)
+        sg_h = StoreGate("hdf5", {"path": str(h5), "mode": "w"}, data_id="bench")
+        t_h = timed(lambda: (sg_h.add_data("x", X), sg_h.add_data("y", y), sg_h.compile()))
+        add("ingest", "storegate hdf5 (plugin) add_data x, y", t_h * 1e3,
+            f"{X.nbytes / t_h / 1e9:.2f} GB/s")
+        sg_h.close()
+        sg_h = StoreGate("hdf5", {"path": str(h5), "mode": "r"}, data_id="bench")
+        first = timed(lambda: sg_h.get_data(["x", "y"], "train", batches[0]))
+        add("random batch", "storegate hdf5 (plugin), first touch", first * 1e3,
+            "fills the decoded arena (once per process)")
+        add("random batch", "storegate hdf5 (plugin) get_data([x, y])",
+            median_ms(lambda i: sg_h.get_data(["x", "y"], "train", i), batches))
+        with h5py.File(scratch / "h5py.h5", "w") as f:
+            f.create_dataset("x", data=X, chunks=(min(n, 8192), dim))
+            f.create_dataset("y", data=y, chunks=(min(n, 65536),))
+        hf = h5py.File(scratch / "h5py.h5", "r")
+        hx, hy = hf["x"], hf["y"]
+        few_h = batches[: max(3, min(20, len(batches)))]
+        add("random batch", "h5py fancy indexing (sorted), same chunks",
+            median_ms(lambda i: (hx[np.sort(i)], hy[np.sort(i)]), few_h),
+            f"median of {len(few_h)}")
+        hf.close()
+
     zr = scratch / "zarr-python.zarr"
     shutil.rmtree(zr, ignore_errors=True)
     zx = zarr.create_array(str(zr / "x"), shape=X.shape, chunks=(8192, dim), dtype="f4",
