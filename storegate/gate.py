@@ -476,8 +476,8 @@ class StoreGate:
         total: list[int] = []
         valid: list[str] = []
         for phase in PHASES:
-            names = self._db.var_names(data_id, phase)
-            lengths = {v: self._db.info(data_id, phase, v).length for v in names}
+            lengths = self._db.lengths(data_id, phase)
+            names = list(lengths)
             if len(set(lengths.values())) > 1:
                 desc = ", ".join(f"{v}={n}" for v, n in lengths.items())
                 raise InconsistentLengthError(
@@ -680,7 +680,8 @@ class StoreGate:
         self, data_id: str, var_names: Any, phase: Any, index: Any, ragged_as: str | None = None
     ) -> Any:
         if isinstance(var_names, list):
-            return [self._get_data(data_id, v, phase, index, ragged_as) for v in var_names]
+            with self._db.batch():
+                return [self._get_data(data_id, v, phase, index, ragged_as) for v in var_names]
         names, single = self._read_names(var_names)
         meta = self._meta.get(data_id)
         if meta is None or not meta.compiled:

@@ -28,6 +28,7 @@ array([[18, 19],
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -35,6 +36,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Arena", "ArenaCache", "default_cache_bytes"]
 
@@ -66,7 +69,38 @@ class Arena:
     fill
         ``fill(start, stop, out)`` writing rows ``start:stop`` of the source into ``out`` (a
         C-contiguous view of the arena).
+    read_rows
+        Optional ``read_rows(index, out)`` reading single rows of the source without whole
+        chunks (uncompressed chunk files). With it, a gather that would fill many chunks for
+        few rows (a cold, fully random batch) reads just its rows and starts filling the
+        arena in a background thread instead, so the first batches cost a few random reads
+        rather than a read of the whole var.
+
+    Notes
+    -----
+    Without ``read_rows`` a gather fills the chunks it touches. With it:
+
+    * a gather fills the chunks it touches when that reads at most ``8x`` the bytes asked for;
+    * a gather touching at least 16 missing chunks (a random batch spread over the var), or
+      any gather from a var of at most 32 MiB (labels), reads its rows directly and then
+      starts filling the whole var, in order, in a background thread;
+    * a gather of at least 64 rows from fewer chunks (a batch of a chunk-aware sampler, whose
+      next batches come from the same chunks) fills them;
+    * a smaller gather (a lookup) reads its rows directly, and fills its chunks when a later
+      gather asks for them again.
+
+    Rows are served from the buffer once their chunk is resident.
     """
+
+    #: a gather touching this many missing chunks starts the background fill
+    BACKGROUND_AFTER = 16
+    #: fill touched chunks synchronously when they hold at most this many times the bytes read
+    AMPLIFICATION = 8
+    #: a var this small is filled whole in the background after its first gather (labels,
+    #: offsets: keep them in RAM)
+    SMALL_BYTES = 32 << 20
+    #: a gather of at least this many rows from few chunks fills them (a chunk-aware batch)
+    BATCH_ROWS = 64
 
     def __init__(
         self,
@@ -74,15 +108,20 @@ class Arena:
         dtype: np.dtype,
         chunk_rows: int,
         fill: Callable[[int, int, np.ndarray], None],
+        read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
     ) -> None:
         self.buf = np.empty(shape, dtype=dtype)
         self.rows = int(shape[0])
         self.chunk_rows = max(1, int(chunk_rows))
         n_chunks = -(-self.rows // self.chunk_rows)
         self.resident = np.zeros(n_chunks, dtype=bool)
+        self._touched = np.zeros(n_chunks, dtype=np.uint8)  # chunks read row by row before
         self.full = n_chunks == 0
         self._fill = fill
+        self._read_rows = read_rows
         self._lock = threading.Lock()
+        self._background: threading.Thread | None = None
+        self._cancelled = False
 
     @property
     def nbytes(self) -> int:
@@ -130,10 +169,75 @@ class Arena:
         first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
         return bool(self.resident[first : last + 1].all())
 
-    def take(self, index: np.ndarray) -> np.ndarray:
-        """Rows at an int64 index array (any order, repeats allowed), as a new array."""
-        self.ensure_rows(index)
-        return np.take(self.buf, index, axis=0)
+    def take(self, index: np.ndarray, defer: list[Arena] | None = None) -> np.ndarray:
+        """Rows at an int64 index array (any order, repeats allowed), as a new array.
+
+        A background fill this gather starts is appended to ``defer`` instead when given, for
+        the caller to start once the other vars of its batch are read (a fill competes with
+        their reads for the disk).
+        """
+        if self.full:
+            return np.take(self.buf, index, axis=0)
+        chunks = index // self.chunk_rows
+        here = self.resident[chunks]
+        if here.all():
+            return np.take(self.buf, index, axis=0)
+        away = ~here
+        missing = np.unique(chunks[away])
+        asked = int(np.count_nonzero(away))
+        if self._read_rows is None or asked * self.AMPLIFICATION >= missing.size * self.chunk_rows:
+            self._load(missing)
+            return np.take(self.buf, index, axis=0)
+        background = False
+        if self._background is None:
+            if missing.size >= self.BACKGROUND_AFTER or self.nbytes <= self.SMALL_BYTES:
+                background = True  # spread over the var, or a small var: fill it all
+            elif asked >= self.BATCH_ROWS or self._touched[missing].any():
+                # a batch drawn from a few chunks (a chunk-aware sampler): the next batches
+                # come from the same chunks, fill them now
+                self._load(missing)
+                return np.take(self.buf, index, axis=0)
+            else:
+                self._touched[missing] = 1  # a lookup: read the rows, fill if asked again
+        out = np.empty((index.size, *self.buf.shape[1:]), dtype=self.buf.dtype)
+        if asked < index.size:
+            out[here] = np.take(self.buf, index[here], axis=0)
+        cold = np.empty((asked, *self.buf.shape[1:]), dtype=self.buf.dtype)
+        self._read_rows(index[away], cold)
+        out[away] = cold
+        if background:  # after this batch's reads, which it would slow down
+            if defer is not None:
+                defer.append(self)
+            else:
+                self.start_background()
+        return out
+
+    def start_background(self) -> None:
+        """Fill every missing chunk, in order, in a daemon thread (once)."""
+        if self._background is not None or self.full:
+            return
+        self._background = threading.Thread(target=self._fill_all, daemon=True,
+                                             name="storegate_arena_fill")
+        self._background.start()
+
+    def _fill_all(self) -> None:
+        try:
+            n = self.resident.size
+            row_bytes = max(1, self.buf.itemsize * int(np.prod(self.buf.shape[1:])))
+            step = max(1, (8 << 20) // (self.chunk_rows * row_bytes))  # about 8 MiB a read
+            for c in range(0, n, step):
+                if self._cancelled:
+                    return
+                window = np.arange(c, min(n, c + step))
+                window = window[~self.resident[window]]
+                if window.size:
+                    self._load(window)
+        except Exception:  # the gathers read rows directly and report errors themselves
+            logger.warning("storegate: background fill of an arena stopped", exc_info=True)
+
+    def cancel(self) -> None:
+        """Stop a background fill (the arena was dropped from its cache)."""
+        self._cancelled = True
 
     def rows_of(self, sl: slice) -> np.ndarray:
         """Rows of a slice (``step >= 1``), as a new array."""
@@ -145,17 +249,33 @@ class Arena:
         self.ensure_range(i, i + 1)
         return np.array(self.buf[i], copy=True)
 
-    def set_fill(self, fill: Callable[[int, int, np.ndarray], None]) -> None:
+    def set_fill(self, fill: Callable[[int, int, np.ndarray], None],
+                 read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
         """Point the arena at a new source with the same content (files rewritten unchanged)."""
         self._fill = fill
+        self._read_rows = read_rows
 
     def after_fork(self) -> None:
-        """Give a forked child a fresh lock (the buffer stays shared copy-on-write)."""
+        """Give a forked child a fresh lock and no fill thread (the buffer stays shared
+        copy-on-write)."""
         self._lock = threading.Lock()
+        self._background = None
 
     def update(self, index: int | slice | np.ndarray, data: np.ndarray) -> None:
-        """Mirror an in-place write into resident chunks (others are read fresh later)."""
-        self.buf[index] = data
+        """Mirror an in-place write into the buffer (after the source was written).
+
+        Waits for a chunk being filled, so a fill that read the old rows cannot overwrite the
+        new ones afterwards.
+        """
+        with self._lock:
+            self.buf[index] = data
+
+
+def _cancel(arena: Any) -> None:
+    """Stop an arena's background fill (other cached objects have none)."""
+    cancel = getattr(arena, "cancel", None)
+    if cancel is not None:
+        cancel()
 
 
 class ArenaCache:
@@ -198,9 +318,11 @@ class ArenaCache:
     def put(self, key: Hashable, arena: Arena) -> None:
         """Add an arena, dropping least recently used ones to stay within the budget."""
         with self._lock:
-            self._arenas.pop(key, None)
+            old = self._arenas.pop(key, None)
+            if old is not arena:
+                _cancel(old)
             while self._arenas and self.used + arena.nbytes > self.limit:
-                self._arenas.popitem(last=False)
+                _cancel(self._arenas.popitem(last=False)[1])
             self._arenas[key] = arena
 
     def items(self) -> list[tuple[Hashable, Any]]:
@@ -211,16 +333,19 @@ class ArenaCache:
     def drop(self, key: Hashable) -> None:
         """Forget the arena of ``key`` (after its var changed shape or was deleted)."""
         with self._lock:
-            self._arenas.pop(key, None)
+            arena = self._arenas.pop(key, None)
+        _cancel(arena)
 
     def drop_prefix(self, prefix: tuple[Hashable, ...]) -> None:
         """Forget every arena whose key starts with ``prefix``."""
         with self._lock:
             for key in [k for k in self._arenas if isinstance(k, tuple)
                         and k[: len(prefix)] == prefix]:
-                del self._arenas[key]
+                _cancel(self._arenas.pop(key))
 
     def clear(self) -> None:
         """Forget every arena."""
         with self._lock:
+            for arena in self._arenas.values():
+                _cancel(arena)
             self._arenas.clear()

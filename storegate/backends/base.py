@@ -31,7 +31,8 @@ Examples
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -246,6 +247,14 @@ class Backend(abc.ABC):
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:
         """Shape, dtype and layout of a var, without reading its data."""
 
+    def lengths(self, data_id: str, phase: str) -> dict[str, int]:
+        """Rows of every var of a phase, in var order (what ``compile`` checks).
+
+        The default asks :meth:`info` per var; a backend whose per-var metadata lookups are
+        slow overrides it with one bulk read.
+        """
+        return {v: self.info(data_id, phase, v).length for v in self.var_names(data_id, phase)}
+
     @abc.abstractmethod
     def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
         """Read rows of a var at a normalised index (see the module docstring): an ndarray, or
@@ -256,7 +265,17 @@ class Backend(abc.ABC):
         self, data_id: str, phase: str, vars: Sequence[str], index: Index
     ) -> list[Any]:
         """Read several vars of one phase at the same index (one batched read if possible)."""
-        return [self.read(data_id, phase, v, index) for v in vars]
+        with self.batch():
+            return [self.read(data_id, phase, v, index) for v in vars]
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """A block of reads that belong to one batch (the vars of a ``get_data`` call).
+
+        A hook, a no-op by default: a backend may defer background work its reads start (an
+        arena fill) to the end of the block, so it does not compete with the batch's reads.
+        """
+        yield
 
     @abc.abstractmethod
     def append(self, data_id: str, phase: str, var: str, data: Rows) -> None:

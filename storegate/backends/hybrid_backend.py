@@ -356,6 +356,19 @@ class HybridBackend(Backend):
     def info(self, data_id: str, phase: str, var: str) -> VarInfo:
         return self._source(data_id, phase, var).info(data_id, phase, var)
 
+    def batch(self) -> Any:
+        return self._disk.batch()
+
+    def lengths(self, data_id: str, phase: str) -> dict[str, int]:
+        names = self.var_names(data_id, phase)
+        mem = set(self._mem.var_names(data_id, phase)) if data_id in self._mem.data_ids() else set()
+        disk: dict[str, int] = {}
+        if any(v not in mem for v in names):
+            disk = self._disk.lengths(data_id, phase)
+        return {v: self._mem.info(data_id, phase, v).length if v in mem
+                else disk[v] if v in disk else self.info(data_id, phase, v).length
+                for v in names}
+
     def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
         return self._source(data_id, phase, var, touch=True).read(data_id, phase, var, index)
 

@@ -80,4 +80,7 @@ def remove_own_tmpdir(path: str, owner_pid: int) -> None:
     collected, the parent's data must stay.
     """
     if os.getpid() == owner_pid:
+        from .chunkio import descriptors
+
+        descriptors.forget(path)  # open descriptors would keep the deleted files' space
         shutil.rmtree(path, ignore_errors=True)

@@ -1817,8 +1817,8 @@ class ParquetBackend(Backend):
         arena = st.arenas.get(key)
         if arena is not None and st.arena_tokens.get(key) == tuple(vm.files) and arena.covers(
                 start, stop):
-            out = arena.buf[index]
-            return np.array(out, copy=True)
+            out = arena.buf[index]  # an int gives a numpy scalar, always in native order
+            return np.array(out, dtype=arena.buf.dtype, copy=True)
         if stop - start <= lay.chunk_rows:
             g0 = int(np.searchsorted(lay.rg_starts, start, side="right")) - 1
             g1 = int(np.searchsorted(lay.rg_starts, stop, side="left"))

@@ -39,6 +39,7 @@ array([ 1., 15.])
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -47,7 +48,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -213,7 +214,8 @@ class _Var:
     chunk_rows: int = 0
     pending: list[np.ndarray] = field(default_factory=list)
     pending_rows: int = 0
-    filler: Any = None  # reads rows straight from the chunks (see _filler)
+    filler: Any = None  # reads rows start:stop straight from the chunks (see _filler)
+    rows_reader: Any = None  # reads single rows without whole chunks, or None (see _filler)
     whole: np.ndarray | None = None  # a ragged var's offsets, kept in memory once read
 
     @property
@@ -251,6 +253,7 @@ class _Settings:
     compressor: Any
     cache_bytes: int
     zarr_format: int
+    io_threads: int = 16
 
 
 def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: int) -> None:
@@ -291,7 +294,7 @@ def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: i
     if 0 in var.row_shape:
         kwargs["chunks"] = (rows, *(max(1, s) for s in var.row_shape))
     var.array = ph.group.create_array(**kwargs)
-    var.filler = None
+    _drop_io(var)
 
 
 def _committed(ph: _Phase, name: str) -> bool:
@@ -327,23 +330,34 @@ def _grown_view(arr: Any, shape: tuple[int, ...]) -> Any:
                                  store_path=inner.store_path, config=inner.config))
 
 
-def _write_rows(var: _Var, block: np.ndarray) -> None:
+def _write_rows(var: _Var, block: np.ndarray, io_threads: int = 16) -> None:
     """Append rows: chunk data first, then the committed length (the array's shape).
 
     A process killed in between leaves the var at its old length with its old content (chunk
     files are replaced atomically on local stores), never with rows that were not written.
+    Uncompressed local chunks are written as files straight from ``block`` (no codec pipeline,
+    no copy); others go through zarr.
     """
     start = var.committed
     stop = start + block.shape[0]
     shape = (stop, *var.row_shape)
+    if var.filler is None:
+        _filler(var, io_threads)
     try:
-        grown = _grown_view(var.array, shape)
-    except (AttributeError, TypeError):  # a zarr without these internals: length first
+        if var.rows_reader is not None and var.array.fill_value == 0:
+            var.rows_reader.write_range(start, block)
+            var.array.resize(shape)
+            return
+        try:
+            grown = _grown_view(var.array, shape)
+        except (AttributeError, TypeError):  # a zarr without these internals: length first
+            var.array.resize(shape)
+            var.array[start:stop] = block
+            return
+        grown[start:stop] = block
         var.array.resize(shape)
-        var.array[start:stop] = block
-        return
-    grown[start:stop] = block
-    var.array.resize(shape)
+    finally:
+        _drop_io(var)  # chunk files were replaced: cached descriptors see the old ones
 
 
 def _flush_var(ph: _Phase, name: str, var: _Var, settings: _Settings) -> None:
@@ -355,7 +369,7 @@ def _flush_var(ph: _Phase, name: str, var: _Var, settings: _Settings) -> None:
         target = _target_rows(var, settings)
         rows = target if settings.chunk else min(target, _next_pow2(block.shape[0]))
         _create_array(ph, name, var, settings, rows)
-    _write_rows(var, block)
+    _write_rows(var, block, settings.io_threads)
     var.pending, var.pending_rows = [], 0
     if new:
         _commit_order(ph)
@@ -367,6 +381,8 @@ def _raw_chunk_dir(arr: Any) -> str | None:
 
     if not isinstance(arr.store, LocalStore) or arr.dtype.byteorder == ">":
         return None
+    if tuple(arr.chunks[1:]) != tuple(arr.shape[1:]) or arr.dtype.hasobject:
+        return None  # chunked along other axes too (a foreign store): rows are not contiguous
     meta = arr.metadata
     if meta.zarr_format == 3:
         from zarr.codecs import BytesCodec
@@ -381,49 +397,45 @@ def _raw_chunk_dir(arr: Any) -> str | None:
     return os.path.join(str(arr.store.root), arr.path)
 
 
-def _filler(arr: Any) -> Any:
-    """A fill function for an :class:`Arena` over a zarr array.
+def _drop_io(var: _Var) -> None:
+    """Forget a var's readers and the cached descriptors of its chunk files (after writes:
+    zarr replaces a chunk file by a new one, and an open descriptor still reads the old)."""
+    reader = var.rows_reader
+    var.filler = var.rows_reader = None
+    directory = reader.directory if reader is not None else (
+        _raw_chunk_dir(var.array) if var.array is not None else None)
+    if directory:
+        from .chunkio import descriptors
 
-    Uncompressed local chunks are read straight from their files into the arena (no decode, no
-    intermediate copy); everything else goes through zarr.
+        descriptors.forget(directory)
+
+
+def _filler(var: _Var, io_threads: int) -> None:
+    """Set a var's readers: ``filler(start, stop, out)`` for ranges and, for uncompressed local
+    chunks, ``rows_reader`` (a :class:`~storegate.backends.chunkio.RawChunkFiles`) that reads
+    single rows straight from the chunk files (no decode, no whole chunks, concurrent reads).
+    Everything else goes through zarr.
     """
+    arr = var.array
     base = _raw_chunk_dir(arr)
-    rows = int(arr.chunks[0])
-    ndim = arr.ndim
-    meta = arr.metadata
-
-    def via_zarr(start: int, stop: int, out: np.ndarray) -> None:
-        out[...] = arr[start:stop]
-
     if base is None:
-        return via_zarr
+        def via_zarr(start: int, stop: int, out: np.ndarray) -> None:
+            out[...] = arr[start:stop]
 
-    row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
+        var.filler, var.rows_reader = via_zarr, None
+        return
+    from .chunkio import RawChunkFiles
 
-    def raw(start: int, stop: int, out: np.ndarray) -> None:
-        flat = out.reshape(-1).view(np.uint8)
-        pos = start
-        while pos < stop:
-            c = pos // rows
-            lo = pos - c * rows
-            hi = min(stop, (c + 1) * rows) - c * rows
-            dst = flat[(pos - start) * row_bytes : (pos - start + hi - lo) * row_bytes]
-            path = os.path.join(base, meta.encode_chunk_key((c,) + (0,) * (ndim - 1)))
-            try:
-                with open(path, "rb", buffering=0) as f:
-                    f.seek(lo * row_bytes)
-                    got = f.readinto(memoryview(dst))  # type: ignore[arg-type]
-            except FileNotFoundError:
-                dst[:] = 0  # never written: zarr's fill value, 0
-            else:
-                if got is None or got < dst.size:  # chunk files are whole chunks on disk
-                    raise CorruptStoreError(
-                        f"chunk file {path!r} is truncated (rows {start}..{stop - 1} of "
-                        f"{arr.path!r} need {dst.size} bytes from offset {lo * row_bytes}, "
-                        f"it has {got or 0}); run `storegate check` on the store.")
-            pos += hi - lo
+    meta = arr.metadata
+    tail = (0,) * (arr.ndim - 1)
 
-    return raw
+    def chunk_path(c: int) -> str:
+        return os.path.join(base, meta.encode_chunk_key((c, *tail)))
+
+    reader = RawChunkFiles(chunk_path, int(arr.shape[0]), int(arr.chunks[0]),
+                           tuple(arr.shape[1:]), np.dtype(arr.dtype), io_threads=io_threads,
+                           name=f"var {arr.path!r}", directory=base)
+    var.filler, var.rows_reader = reader.read_range, reader
 
 
 class ZarrBackend(Backend):
@@ -447,7 +459,11 @@ class ZarrBackend(Backend):
         Target uncompressed chunk size when ``chunk`` is not given.
     cache_bytes
         Budget of the decoded arenas used for random gathers (default: a quarter of RAM;
-        ``0`` disables them).
+        ``0`` disables them). A var larger than the budget is read without an arena: single
+        rows straight from uncompressed chunk files, or through zarr for compressed ones.
+    io_threads
+        Reads in flight for a random gather that reads rows straight from the chunk files
+        (a cold store, or a var larger than ``cache_bytes``); 16 by default.
     storage_options
         Passed to fsspec for URLs (credentials, endpoint_url, ...).
     zarr_format
@@ -477,6 +493,7 @@ class ZarrBackend(Backend):
         cache_bytes: int | None = None,
         storage_options: dict[str, Any] | None = None,
         zarr_format: int = 3,
+        io_threads: int = 16,
     ) -> None:
         if mode not in _MODES:
             raise StoregateError(
@@ -487,6 +504,13 @@ class ZarrBackend(Backend):
             raise StoregateError(f"chunk must be a positive number of rows, got {chunk!r}.")
         if zarr_format not in (2, 3):
             raise StoregateError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+        if not isinstance(io_threads, int | np.integer) or not 1 <= io_threads <= 64:
+            raise StoregateError(f"io_threads must be an integer from 1 to 64, got "
+                                 f"{io_threads!r}.")
+        if cache_bytes is not None and (not isinstance(cache_bytes, int | np.integer)
+                                        or cache_bytes < 0):
+            raise StoregateError(f"cache_bytes must be a number of bytes >= 0 (0 disables the "
+                                 f"arenas), got {cache_bytes!r}.")
         self._tmpdir: str | None = None
         if output_dir is None:
             self._tmpdir = tempfile.mkdtemp(prefix="storegate-")
@@ -502,6 +526,7 @@ class ZarrBackend(Backend):
             compressor=compressor,
             cache_bytes=default_cache_bytes() if cache_bytes is None else int(cache_bytes),
             zarr_format=zarr_format,
+            io_threads=int(io_threads),
         )
         self._mode = mode
         self._init_process()
@@ -516,6 +541,7 @@ class ZarrBackend(Backend):
         self._files: _Files | None = None
         self._phases: dict[tuple[str, str], _Phase] = {}
         self._cache = ArenaCache(self._settings.cache_bytes)
+        self._batch = threading.local()  # read_many: arenas whose background fill waits
         self._finalizer = weakref.finalize(
             self, _flush_all, self._phases, self._settings, self._pid
         )
@@ -535,7 +561,8 @@ class ZarrBackend(Backend):
             self._init_process()
             for key, arena in arenas:
                 arena.after_fork()
-                arena.set_fill(functools.partial(self._refill, tuple(key)))  # type: ignore[arg-type]
+                arena.set_fill(functools.partial(self._refill, tuple(key)),  # type: ignore[arg-type]
+                               functools.partial(self._reread, tuple(key)))  # type: ignore[arg-type]
                 self._cache.put(key, arena)
 
     def _refill(self, key: tuple[str, str, str], start: int, stop: int, out: np.ndarray) -> None:
@@ -544,8 +571,20 @@ class ZarrBackend(Backend):
         var, _, part = name.partition("/")
         v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
         if v.filler is None:
-            v.filler = _filler(v.array)
+            _filler(v, self._settings.io_threads)
         v.filler(start, stop, out)
+
+    def _reread(self, key: tuple[str, str, str], index: np.ndarray, out: np.ndarray) -> None:
+        """Read single rows for an arena inherited from the parent process."""
+        data_id, phase, name = key
+        var, _, part = name.partition("/")
+        v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
+        if v.filler is None:
+            _filler(v, self._settings.io_threads)
+        if v.rows_reader is not None:
+            v.rows_reader.read_rows(index, out)
+        else:
+            out[...] = np.asarray(v.array.oindex[index])
 
     def __getstate__(self) -> dict[str, Any]:
         if os.getpid() == self._pid:
@@ -697,7 +736,8 @@ class ZarrBackend(Backend):
         self._check_writable()
         self._data_group(data_id)
         for key in [k for k in self._phases if k[0] == data_id]:
-            del self._phases[key]
+            for v in self._phases.pop(key).vars.values():
+                _drop_io(v)
         self._cache.drop_prefix((data_id,))
         del self._open_root()[data_id]
 
@@ -830,6 +870,39 @@ class ZarrBackend(Backend):
                  else _codec(self._settings.compressor, 3)[1])
         return VarInfo(var, (v.length, *v.row_shape), v.dtype, chunks=chunks, codec=codec)
 
+    def lengths(self, data_id: str, phase: str) -> dict[str, int]:
+        """Rows of every var of a phase. On a local store the lengths of vars not yet opened in
+        this process come from their metadata files directly (1,000 vars in about 15 ms, where
+        opening each array through zarr takes about 0.6 ms)."""
+        ph = self._phase(data_id, phase)
+        files = self._files
+        local = files is not None and files.fs is None and files.root is not None
+        out: dict[str, int] = {}
+        for name in ph.order:
+            n = None
+            v = ph.vars.get(name)
+            if v is not None:
+                n = v.length
+            elif local and name not in ph.ragged and ph.group is not None:
+                n = self._stored_length(f"{data_id}/{phase}/{ph.redirect.get(name, name)}",
+                                        int(ph.group.metadata.zarr_format))
+            out[name] = self.info(data_id, phase, name).length if n is None else n
+        return out
+
+    def _stored_length(self, rel: str, zarr_format: int) -> int | None:
+        """Rows recorded in an array's metadata file, or ``None`` to ask zarr."""
+        assert self._files is not None
+        meta = "zarr.json" if zarr_format == 3 else ".zarray"
+        try:
+            with open(self._files._p(f"{rel}/{meta}"), "rb") as f:
+                doc = json.loads(f.read())
+            shape = doc["shape"]
+            if zarr_format == 3 and doc.get("node_type") != "array":
+                return None
+            return int(shape[0])
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            return None  # missing or damaged: zarr raises the proper error
+
     # ------------------------------------------------------------------ reads
     def _ready(self, data_id: str, phase: str, var: str) -> _Var:
         v = self._var(data_id, phase, var)
@@ -846,8 +919,10 @@ class ZarrBackend(Backend):
         if not self._cache.admits(nbytes):
             return None
         if v.filler is None:
-            v.filler = _filler(v.array)
-        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler)
+            _filler(v, self._settings.io_threads)
+        reader = v.rows_reader
+        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler,
+                      reader.read_rows if reader is not None else None)
         self._cache.put(key, arena)
         return arena
 
@@ -867,7 +942,13 @@ class ZarrBackend(Backend):
                 return np.empty((0, *v.row_shape), dtype=v.dtype)
             arena = self._arena(key, v)
             if arena is not None:
-                return arena.take(index)
+                return arena.take(index, getattr(self._batch, "defer", None))
+            if v.filler is None:
+                _filler(v, self._settings.io_threads)
+            if v.rows_reader is not None:  # larger than the arena budget: rows, not chunks
+                out = np.empty((index.size, *v.row_shape), dtype=v.dtype)
+                v.rows_reader.read_rows(index, out)
+                return out
             return np.asarray(v.array.oindex[index])
         if isinstance(index, int):
             start, stop, step = index, index + 1, 1
@@ -881,7 +962,7 @@ class ZarrBackend(Backend):
             return np.array(out, copy=True)
         out = np.empty((stop - start, *v.row_shape), dtype=v.dtype)
         if v.filler is None:
-            v.filler = _filler(v.array)
+            _filler(v, self._settings.io_threads)
         v.filler(start, stop, out)
         if isinstance(index, int):
             return out.reshape(v.row_shape)  # a 0-d array for a scalar var, never a scalar
@@ -933,7 +1014,7 @@ class ZarrBackend(Backend):
             need = boundary - v.committed - v.pending_rows  # rows taken from data
             parts = [*v.pending, data[:need]]
             block = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            _write_rows(v, block)
+            _write_rows(v, block, self._settings.io_threads)
             rest = data[need:]
             v.pending = [np.array(rest, copy=True)] if rest.shape[0] else []
             v.pending_rows = int(rest.shape[0])
@@ -974,6 +1055,7 @@ class ZarrBackend(Backend):
             v.array.oindex[sorted_idx[last]] = data[order[last]]
         else:
             v.array[index] = data
+        _drop_io(v)
         arena = self._cache.get((data_id, phase, var))
         if arena is not None:
             arena.update(index, data)
@@ -1237,12 +1319,17 @@ class ZarrBackend(Backend):
         for name in names:
             for key in (name, f"{name}/values", f"{name}/offsets"):
                 if ph is not None:
-                    ph.vars.pop(key, None)
+                    v = ph.vars.pop(key, None)
+                    if v is not None:
+                        _drop_io(v)
                 self._cache.drop((data_id, phase, key))
 
     def close(self) -> None:
         self.flush()
         self._cache.clear()
+        for ph in self._phases.values():
+            for v in ph.vars.values():
+                _drop_io(v)
         self._phases.clear()
         self._root = None
 
@@ -1254,10 +1341,21 @@ class ZarrBackend(Backend):
             "codec": _describe_codecs(v.array) if v.array is not None else "pending",
         }
 
-    def read_many(
-        self, data_id: str, phase: str, vars: Sequence[str], index: Index
-    ) -> list[np.ndarray]:
-        return [self.read(data_id, phase, v, index) for v in vars]
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Arena fills started by the gathers of this block start when it ends (a fill
+        competes with the batch's own reads for the disk)."""
+        if getattr(self._batch, "defer", None) is not None:  # nested: the outer block starts
+            yield
+            return
+        deferred: list[Arena] = []
+        self._batch.defer = deferred
+        try:
+            yield
+        finally:
+            self._batch.defer = None
+            for arena in deferred:
+                arena.start_background()
 
 
     # ------------------------------------------------------------------ health check, sizes
