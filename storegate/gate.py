@@ -680,8 +680,21 @@ class StoreGate:
         self, data_id: str, var_names: Any, phase: Any, index: Any, ragged_as: str | None = None
     ) -> Any:
         if isinstance(var_names, list):
+            if not var_names:
+                return []
             with self._db.batch():
-                return [self._get_data(data_id, v, phase, index, ragged_as) for v in var_names]
+                ph = phase if isinstance(phase, str) and phase in PHASES else None
+                if ph is None or any(isinstance(v, list) for v in var_names):
+                    return [self._get_data(data_id, v, phase, index, ragged_as)
+                            for v in var_names]
+                # one phase: the index is checked once for every var of the list
+                parsed = [self._read_names(v) for v in var_names]
+                meta = self._meta.get(data_id)
+                if meta is None or not meta.compiled:
+                    meta = self._compiled(data_id)
+                idx = indexing.normalize(index, meta.total_events[PHASES.index(ph)])
+                return [self._get_phase(data_id, names, single, ph, idx, ragged_as)
+                        for names, single in parsed]
         names, single = self._read_names(var_names)
         meta = self._meta.get(data_id)
         if meta is None or not meta.compiled:
@@ -689,9 +702,16 @@ class StoreGate:
         ph = phase if isinstance(phase, str) and phase in PHASES else check_phase(phase)
         if ph != ALL:
             idx = indexing.normalize(index, meta.total_events[PHASES.index(ph)])
-            out = self._read_phase(data_id, ph, names, single, idx)
-        else:
-            out = self._read_all(data_id, meta, names, single, index)
+            return self._get_phase(data_id, names, single, ph, idx, ragged_as)
+        out = self._read_all(data_id, meta, names, single, index)
+        if isinstance(out, RaggedArray):
+            return _ragged_out(out, ragged_as or self.ragged_as)
+        return out
+
+    def _get_phase(self, data_id: str, names: tuple[str, ...], single: bool, phase: str,
+                   idx: indexing.Index, ragged_as: str | None) -> Any:
+        """Read vars of one phase at a normalised index."""
+        out = self._read_phase(data_id, phase, names, single, idx)
         if isinstance(out, RaggedArray):
             return _ragged_out(out, ragged_as or self.ragged_as)
         return out

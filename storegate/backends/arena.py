@@ -75,6 +75,9 @@ class Arena:
         few rows (a cold, fully random batch) reads just its rows and starts filling the
         arena in a background thread instead, so the first batches cost a few random reads
         rather than a read of the whole var.
+    cached
+        Optional ``cached(rows)``: whether those rows' pages are in the page cache. When they
+        are, a fill is a copy at memory speed and happens at once instead.
 
     Notes
     -----
@@ -82,8 +85,9 @@ class Arena:
 
     * a gather fills the chunks it touches when that reads at most ``8x`` the bytes asked for;
     * a gather touching at least 16 missing chunks (a random batch spread over the var), or
-      any gather from a var of at most 32 MiB (labels), reads its rows directly and then
-      starts filling the whole var, in order, in a background thread;
+      any gather from a var of at most 32 MiB (labels), fills the whole var: at once when a
+      probe of its rows finds them in the page cache (``cached``), else it reads its rows
+      directly and fills the var, in order, in a background thread;
     * a gather of at least 64 rows from fewer chunks (a batch of a chunk-aware sampler, whose
       next batches come from the same chunks) fills them;
     * a smaller gather (a lookup) reads its rows directly, and fills its chunks when a later
@@ -109,6 +113,7 @@ class Arena:
         chunk_rows: int,
         fill: Callable[[int, int, np.ndarray], None],
         read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
+        cached: Callable[[np.ndarray], bool] | None = None,
     ) -> None:
         self.buf = np.empty(shape, dtype=dtype)
         self.rows = int(shape[0])
@@ -119,6 +124,7 @@ class Arena:
         self.full = n_chunks == 0
         self._fill = fill
         self._read_rows = read_rows
+        self._cached = cached
         self._lock = threading.Lock()
         self._background: threading.Thread | None = None
         self._cancelled = False
@@ -135,11 +141,16 @@ class Arena:
             if chunks.size == 0:
                 return
             breaks = np.flatnonzero(np.diff(chunks) != 1) + 1
-            for run in np.split(chunks, breaks):
+            runs = np.split(chunks, breaks)
+
+            def fill(run: np.ndarray) -> None:
                 a = int(run[0]) * self.chunk_rows
                 b = min(self.rows, (int(run[-1]) + 1) * self.chunk_rows)
                 self._fill(a, b, self.buf[a:b])
                 self.resident[run] = True
+
+            for run in runs:
+                fill(run)
             self.full = bool(self.resident.all())
 
     def ensure_rows(self, rows: np.ndarray) -> None:
@@ -191,7 +202,13 @@ class Arena:
         background = False
         if self._background is None:
             if missing.size >= self.BACKGROUND_AFTER or self.nbytes <= self.SMALL_BYTES:
-                background = True  # spread over the var, or a small var: fill it all
+                # spread over the var, or a small var: fill it all; now if its pages are in
+                # the page cache (a copy at memory speed), else in the background
+                probe = index[away][:: max(1, asked // 8)][:8]
+                if self._cached is not None and self._cached(probe):
+                    self._load(np.flatnonzero(~self.resident))
+                    return np.take(self.buf, index, axis=0)
+                background = True
             elif asked >= self.BATCH_ROWS or self._touched[missing].any():
                 # a batch drawn from a few chunks (a chunk-aware sampler): the next batches
                 # come from the same chunks, fill them now
@@ -250,10 +267,12 @@ class Arena:
         return np.array(self.buf[i], copy=True)
 
     def set_fill(self, fill: Callable[[int, int, np.ndarray], None],
-                 read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None) -> None:
+                 read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                 cached: Callable[[np.ndarray], bool] | None = None) -> None:
         """Point the arena at a new source with the same content (files rewritten unchanged)."""
         self._fill = fill
         self._read_rows = read_rows
+        self._cached = cached
 
     def after_fork(self) -> None:
         """Give a forked child a fresh lock and no fill thread (the buffer stays shared

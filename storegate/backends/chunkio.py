@@ -51,6 +51,8 @@ from ..errors import CorruptStoreError
 __all__ = ["DescriptorCache", "RawChunkFiles", "descriptors", "io_pool"]
 
 DEFAULT_IO_THREADS = 16
+#: how far a scan announces the chunk files ahead of it (``POSIX_FADV_WILLNEED``)
+READ_AHEAD_BYTES = 16 << 20
 _RANDOM = getattr(os, "POSIX_FADV_RANDOM", None)
 _SEQUENTIAL = getattr(os, "POSIX_FADV_SEQUENTIAL", None)
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
@@ -269,6 +271,7 @@ class RawChunkFiles:
         self.name = name
         self._paths: dict[int, str] = {}
         self._announced = -1
+        self._last_stop = -1  # where the previous range ended: a scan continues from there
 
     # ------------------------------------------------------------------ helpers
     def _path(self, c: int) -> str:
@@ -303,32 +306,68 @@ class RawChunkFiles:
 
     # ------------------------------------------------------------------ ranges
     def read_range(self, start: int, stop: int, out: np.ndarray) -> None:
-        """Rows ``start:stop`` into ``out`` (C-contiguous, at least ``stop - start`` rows)."""
+        """Rows ``start:stop`` into ``out`` (C-contiguous, at least ``stop - start`` rows).
+
+        The next chunk file is announced to the kernel when the range continues the previous
+        one (a scan) or spans several chunks, never for an isolated range (a chunk filled for
+        a chunk-aware batch), whose neighbour nobody asked for.
+        """
         if stop <= start:
             return
         buf = self._bytes(out)
         rb, cr = self.row_bytes, self.chunk_rows
+        scanning = start == self._last_stop
+        self._last_stop = stop
         with descriptors.lease() as get:
             pos = start
             while pos < stop:
                 c = pos // cr
                 hi = min(stop, (c + 1) * cr)
-                self._announce(get, c + 1)
+                if scanning or hi < stop:
+                    self._announce(get, c + 1)
                 self._read(get, "sequential", c, (pos - c * cr) * rb,
                            buf[(pos - start) * rb:(hi - start) * rb])
                 pos = hi
 
     def _announce(self, get: Callable[[str, str], int], c: int) -> None:
-        """Ask the kernel to start reading chunk ``c`` (a scan is about to need it)."""
-        if c == self._announced or _WILLNEED is None or c * self.chunk_rows >= self.rows:
+        """Ask the kernel to start reading chunk ``c`` and the ones after it, up to
+        :data:`READ_AHEAD_BYTES` ahead (a scan is about to need them)."""
+        if _WILLNEED is None:
             return
-        self._announced = c
-        fd = get(self._path(c), "sequential")
-        if fd != _MISSING:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(fd, 0, 0, _WILLNEED)
+        ahead = max(1, min(16, READ_AHEAD_BYTES // max(1, self.chunk_rows * self.row_bytes)))
+        last = min(c + ahead, -(-self.rows // self.chunk_rows))  # exclusive
+        # announced before: the window [c, last) minus what the previous call covered
+        first = self._announced + 1 if c - 1 <= self._announced < last else c
+        for k in range(first, last):
+            fd = get(self._path(k), "sequential")
+            if fd != _MISSING:
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, 0, _WILLNEED)
+        self._announced = max(last - 1, first - 1)
 
     # ------------------------------------------------------------------ random rows
+    def cached(self, rows: np.ndarray) -> bool:
+        """Whether the pages of these rows are in the page cache, probed with reads that
+        must not wait for the disk (``RWF_NOWAIT``); ``False`` where that is unsupported."""
+        flag = getattr(os, "RWF_NOWAIT", None)
+        if flag is None:
+            return False
+        buf = memoryview(bytearray(self.row_bytes))
+        cr, rb = self.chunk_rows, self.row_bytes
+        with descriptors.lease() as get:
+            for r in np.asarray(rows, dtype=np.int64).tolist():
+                c = r // cr
+                fd = get(self._path(c), "random")
+                if fd == _MISSING:
+                    continue
+                try:
+                    got = os.preadv(fd, [buf], (r - c * cr) * rb, flag)
+                except OSError:  # EAGAIN: not cached (or the flag is refused)
+                    return False
+                if got < rb:
+                    return False
+        return True
+
     def read_rows(self, index: np.ndarray, out: np.ndarray) -> None:
         """Rows at ``index`` (int64, in range, any order, repeats allowed) into ``out``.
 

@@ -562,7 +562,8 @@ class ZarrBackend(Backend):
             for key, arena in arenas:
                 arena.after_fork()
                 arena.set_fill(functools.partial(self._refill, tuple(key)),  # type: ignore[arg-type]
-                               functools.partial(self._reread, tuple(key)))  # type: ignore[arg-type]
+                               functools.partial(self._reread, tuple(key)),  # type: ignore[arg-type]
+                               functools.partial(self._recached, tuple(key)))  # type: ignore[arg-type]
                 self._cache.put(key, arena)
 
     def _refill(self, key: tuple[str, str, str], start: int, stop: int, out: np.ndarray) -> None:
@@ -573,6 +574,15 @@ class ZarrBackend(Backend):
         if v.filler is None:
             _filler(v, self._settings.io_threads)
         v.filler(start, stop, out)
+
+    def _recached(self, key: tuple[str, str, str], rows: np.ndarray) -> bool:
+        """Page-cache probe for an arena inherited from the parent process."""
+        data_id, phase, name = key
+        var, _, part = name.partition("/")
+        v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
+        if v.filler is None:
+            _filler(v, self._settings.io_threads)
+        return v.rows_reader is not None and bool(v.rows_reader.cached(rows))
 
     def _reread(self, key: tuple[str, str, str], index: np.ndarray, out: np.ndarray) -> None:
         """Read single rows for an arena inherited from the parent process."""
@@ -922,7 +932,8 @@ class ZarrBackend(Backend):
             _filler(v, self._settings.io_threads)
         reader = v.rows_reader
         arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler,
-                      reader.read_rows if reader is not None else None)
+                      reader.read_rows if reader is not None else None,
+                      reader.cached if reader is not None else None)
         self._cache.put(key, arena)
         return arena
 
