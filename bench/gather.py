@@ -22,13 +22,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,37 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine, median_ms, timed, zarr_python_arrays
 from storegate import StoreGate
-
-
-def median_ms(fn: Callable[[np.ndarray], object], batches: list[np.ndarray]) -> float:
-    times = []
-    for idx in batches:
-        t = time.perf_counter()
-        fn(idx)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python "
-            f"{platform.python_version()}, numpy {np.__version__}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,14 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"median of {len(few_h)}")
         hf.close()
 
-    zr = scratch / "zarr-python.zarr"
-    shutil.rmtree(zr, ignore_errors=True)
-    zx = zarr.create_array(str(zr / "x"), shape=X.shape, chunks=(8192, dim), dtype="f4",
-                           compressors=None)
-    zx[:] = X
-    zy = zarr.create_array(str(zr / "y"), shape=y.shape, chunks=(524288,), dtype="i8",
-                           compressors=None)
-    zy[:] = y
+    zx, zy = zarr_python_arrays(scratch / "zarr-python.zarr", X, y)
     few = batches[: max(3, min(10, len(batches)))]
     add("random batch", "zarr-python oindex, same chunks",
         median_ms(lambda i: (zx.oindex[np.sort(i)], zy.oindex[np.sort(i)]), few),

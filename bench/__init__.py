@@ -1,0 +1,1 @@
+"""storegate's benchmarks: ``python -m bench`` runs them all (see ``bench/run.py``)."""
