@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -371,11 +370,6 @@ class HybridBackend(Backend):
 
     def read(self, data_id: str, phase: str, var: str, index: Index) -> Any:
         return self._source(data_id, phase, var, touch=True).read(data_id, phase, var, index)
-
-    def read_many(
-        self, data_id: str, phase: str, vars: Sequence[str], index: Index
-    ) -> list[np.ndarray]:
-        return [self.read(data_id, phase, v, index) for v in vars]
 
     def _targets(self, data_id: str, phase: str, var: str) -> list[Backend]:
         """The tiers a write to the var goes to: every holder, storage first (it is the one

@@ -566,31 +566,25 @@ class ZarrBackend(Backend):
                                functools.partial(self._recached, tuple(key)))  # type: ignore[arg-type]
                 self._cache.put(key, arena)
 
-    def _refill(self, key: tuple[str, str, str], start: int, stop: int, out: np.ndarray) -> None:
-        """Fill rows of an arena inherited from the parent process (see ``_check_pid``)."""
+    def _keyed(self, key: tuple[str, str, str]) -> _Var:
+        """The var (or ragged part ``var/values``) of an arena key, with its readers set."""
         data_id, phase, name = key
         var, _, part = name.partition("/")
         v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
         if v.filler is None:
             _filler(v, self._settings.io_threads)
-        v.filler(start, stop, out)
+        return v
+
+    # the sources of an arena inherited from the parent process (see ``_check_pid``)
+    def _refill(self, key: tuple[str, str, str], start: int, stop: int, out: np.ndarray) -> None:
+        self._keyed(key).filler(start, stop, out)
 
     def _recached(self, key: tuple[str, str, str], rows: np.ndarray) -> bool:
-        """Page-cache probe for an arena inherited from the parent process."""
-        data_id, phase, name = key
-        var, _, part = name.partition("/")
-        v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
-        if v.filler is None:
-            _filler(v, self._settings.io_threads)
-        return v.rows_reader is not None and bool(v.rows_reader.cached(rows))
+        reader = self._keyed(key).rows_reader
+        return reader is not None and bool(reader.cached(rows))
 
     def _reread(self, key: tuple[str, str, str], index: np.ndarray, out: np.ndarray) -> None:
-        """Read single rows for an arena inherited from the parent process."""
-        data_id, phase, name = key
-        var, _, part = name.partition("/")
-        v = self._part(data_id, phase, var, part) if part else self._var(data_id, phase, var)
-        if v.filler is None:
-            _filler(v, self._settings.io_threads)
+        v = self._keyed(key)
         if v.rows_reader is not None:
             v.rows_reader.read_rows(index, out)
         else:
