@@ -37,6 +37,8 @@ __all__ = [
     "ReadOnlyError",
     "SelectionError",
     "ShapeMismatchError",
+    "StoreChangedError",
+    "StoreLockedError",
     "StoreNotFoundError",
     "StoregateError",
     "UnknownPhaseError",
@@ -142,3 +144,14 @@ class StoreNotFoundError(StoregateError, FileNotFoundError):
 
 class CorruptStoreError(StoregateError, ValueError):
     """A store whose files or metadata are damaged, foreign or contradict each other."""
+
+
+class StoreLockedError(StoregateError, PermissionError):
+    """A write to a store another writer holds (storegate allows one writing process per store;
+    readers are never blocked). The message names the holder (pid, host, since when)."""
+
+
+class StoreChangedError(StoregateError, OSError):
+    """A read found the store changed underneath it by a concurrent writer (a file it had
+    listed was replaced or removed). Retrying the read, or reopening the store, sees the new
+    committed state; it is never a sign of damage."""

@@ -277,6 +277,22 @@ class Backend(abc.ABC):
         """
         yield
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A block of writes that a crash leaves wholly applied or not at all.
+
+        :class:`~storegate.StoreGate` runs each of its write operations (``add_data``,
+        ``update_data``, ``create_empty``, ``delete_data``, a transform, a tier copy, metadata)
+        in one block. Blocks nest: an inner block joins the outer one. A persistent backend
+        records what the block changes and commits it at the end of the outermost block (or,
+        while appended rows are still buffered in memory, at the next :meth:`flush`), so after a
+        kill the store reopens at the last commit: a state between two operations. If the
+        block raises and nothing else was uncommitted, its changes are undone at once.
+
+        The default is a no-op (memory backends; a backend without crash guarantees).
+        """
+        yield
+
     @abc.abstractmethod
     def append(self, data_id: str, phase: str, var: str, data: Rows) -> None:
         """Append rows to a var, creating it (with ``data``'s dtype) if it does not exist; a
