@@ -9,11 +9,30 @@ Layout::
     /<data_id>/<phase>/<var>/values     a ragged var: a group (attr storegate_ragged=True)
     /<data_id>/<phase>/<var>/offsets      holding values (n_values, *k) and offsets (N + 1,) int64
 
-Handles are opened lazily, per process, read-only for reads and read/write for writes;
-``flush()`` (and ``close()``, and pickling) closes the file so other processes can open it.
-A forked child never touches the parent's handle: it keeps the inherited objects alive without
-closing them and opens its own. Random gathers go through a decoded in-memory copy of the var
-(:class:`storegate.backends.arena.Arena`), filled chunk by chunk on first touch.
+Handles are opened lazily, per process: read-only ones with HDF5's native driver, read/write
+ones through a :class:`~storegate_hdf5.journal.JournaledFile` (h5py's ``fileobj`` driver).
+``flush()`` (and ``close()``, and pickling) commits and closes the file so other processes can
+open it. A forked child never touches the parent's handle: it keeps the inherited objects
+alive without closing them and opens its own. Random gathers go through a decoded in-memory
+copy of the var (:class:`storegate.backends.arena.Arena`), filled chunk by chunk on first
+touch.
+
+Crash consistency (DESIGN §8). Every byte HDF5 changes in the file passes through the rollback
+journal of :mod:`storegate_hdf5.journal` (``<path>.sg-journal``). :meth:`HDF5Backend.
+transaction` blocks group writes (StoreGate runs each operation in one; a write method called
+outside a block is a block of its own); the end of the outermost block is a commit (HDF5
+flushed, journal emptied). A process killed before a commit leaves the journal, and the next
+writable open rolls the file back to the last commit, byte for byte; a block that raises is
+rolled back at once. An open for reading that finds a killed writer's journal rolls it back
+too, under the writer lock (as SQLite's readers roll back a hot journal); only where it cannot
+write the file does it raise :class:`~storegate.errors.CorruptStoreError` asking for one
+``mode='a'`` open where it can (it never reads a torn file).
+
+One writer. The first write of a backend takes :class:`~storegate.backends.locking.
+WriterLock` on ``<path>.sg-lock`` and holds it until :meth:`HDF5Backend.close`; another writer
+(process, or backend of this process) gets :class:`~storegate.errors.StoreLockedError`. While
+the file is open for writing it also holds an exclusive ``flock`` on the file itself, as
+HDF5's native locking does, so readers wait until the writer flushes.
 
 Examples
 --------
@@ -32,15 +51,18 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import logging
 import os
 import tempfile
+import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 
@@ -48,13 +70,16 @@ from storegate.arrays import cast_for_write, check_row_shape
 from storegate.backends.arena import Arena, ArenaCache, default_cache_bytes
 from storegate.backends.base import TEMP_PREFIX, Backend, VarInfo
 from storegate.backends.lifecycle import remove_own_tmpdir
+from storegate.backends.locking import WriterLock
 from storegate.errors import (
     CorruptStoreError,
     DataIdNotFoundError,
     DtypeError,
     InvalidArgumentError,
+    ReadOnlyError,
     ShapeMismatchError,
     StoregateError,
+    StoreLockedError,
     StoreNotFoundError,
     VarExistsError,
     VarNotFoundError,
@@ -63,7 +88,10 @@ from storegate.indexing import Index
 from storegate.phases import PHASES, check_phase
 from storegate.ragged import RaggedArray, kind_mismatch, rows_of
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "FORMAT_VERSION", "HDF5Backend"]
+from .journal import FileBusyError, JournaledFile, journal_path
+from .journal import pending as journal_pending
+
+__all__ = ["DEFAULT_CHUNK_BYTES", "FORMAT_VERSION", "LOCK_SUFFIX", "HDF5Backend"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +107,8 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 H5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5")
 #: File name used inside a directory given as ``output_dir``.
 DEFAULT_FILE_NAME = "store.h5"
+#: Suffix of the writer lock file beside the HDF5 file (:class:`WriterLock`).
+LOCK_SUFFIX = ".sg-lock"
 
 _MODES = ("r", "r+", "a", "w", "w-")
 _COMPRESSIONS = (None, "gzip", "lzf")
@@ -95,10 +125,90 @@ _CHUNK_CACHE_BYTES = 8 << 20
 _INHERITED: list[Any] = []
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
 def _h5py() -> Any:
     import h5py
 
     return h5py
+
+
+def _atomic(method: _F) -> _F:
+    """Run a write method in :meth:`HDF5Backend.transaction` (its own unit of commit when
+    it is not called inside a block)."""
+
+    @functools.wraps(method)
+    def atomic(self: HDF5Backend, *args: Any, **kwargs: Any) -> Any:
+        with self.transaction():
+            return method(self, *args, **kwargs)
+
+    return cast(_F, atomic)
+
+
+class _Blocks:
+    """How deep a backend is in :meth:`HDF5Backend.transaction` blocks (shared with the
+    finalizer of its writable file, which must not commit half a block)."""
+
+    __slots__ = ("depth",)
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+
+def _close_writer(f: Any, jf: JournaledFile, pid: int, blocks: _Blocks) -> None:
+    """Close a writable file a backend left open (collected, or at interpreter exit) and
+    commit what closing it wrote. Every block was committed at its end, so this only
+    finishes HDF5's own bookkeeping. Inside a block (a thread still writing at exit), or if
+    closing fails, the journal stays and the next open rolls back to the last commit."""
+    if os.getpid() != pid:
+        # a forked child: the parent's objects must neither be used nor closed here
+        _INHERITED.append((f, jf))
+        return
+    try:
+        f.close()
+    except Exception:  # pragma: no cover - closing a damaged file
+        logger.warning("storegate-hdf5: closing %s failed; the next open rolls it back to "
+                       "its last commit", jf.path, exc_info=True)
+        jf.close()
+        return
+    try:
+        if blocks.depth == 0:
+            jf.commit()
+    finally:
+        jf.close()
+
+
+def _writer_alive(path: str) -> bool:
+    """Whether a writer holds the lock file of the HDF5 file ``path`` (without taking it,
+    creating the lock file or needing write permission)."""
+    try:
+        fd = os.open(path + LOCK_SUFFIX, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file: no writer ever locked this store
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # pragma: no cover - a file system without flock
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def _holder(path: str) -> str:
+    """Who holds the writer lock of ``path``, from the lock file (for messages)."""
+    try:
+        with open(path + LOCK_SUFFIX, "rb") as fh:
+            info = json.loads(fh.read(4096) or b"{}")
+    except (OSError, ValueError):
+        info = {}
+    if not isinstance(info, dict) or "pid" not in info:
+        return "another writer"
+    who = ("another backend in this process" if info.get("pid") == os.getpid()
+           else f"process {info.get('pid')} on {info.get('host', '?')}")
+    return f"{who} (since {info.get('since', '?')})"
 
 
 def _next_pow2(n: int) -> int:
@@ -234,11 +344,12 @@ class HDF5Backend(Backend):
         self._mode = mode
         self._init_process()
         self._cache = ArenaCache(self._settings.cache_bytes)
-        self._file_handle(write=not self._readonly)  # fail early; 'w' truncates now
+        if self._readonly:
+            self._file_handle(write=False)  # fail early
+        else:
+            self._start_writer()
         # later opens must never truncate again or fail because the file exists
         self._mode = "r" if self._readonly else "r+"
-        if not self._readonly:
-            self._recover_all()
 
     # ------------------------------------------------------------------ process state
     def _init_process(self) -> None:
@@ -248,13 +359,26 @@ class HDF5Backend(Backend):
         self._objs: dict[str, Any] = {}
         self._meta: dict[tuple[str, str], _Meta] = {}
         self._offsets: dict[tuple[str, str, str], np.ndarray] = {}
+        # the writer side: the journaled file under the open h5py file, its finalizer, the
+        # store's writer lock and the transaction state
+        self._jfile: JournaledFile | None = None
+        self._wfin: weakref.finalize[Any, Any] | None = None
+        self._lock: WriterLock | None = None
+        self._blocks = _Blocks()
+        self._tx_clean = True
+        self._tx_mutex = threading.RLock()
+        # written since the last commit: HDF5 keeps changes in its metadata and chunk caches,
+        # so the journal may not have seen them yet
+        self._dirty = False
 
     def _check_pid(self) -> None:
         if os.getpid() == self._pid:
             return
         # A forked child: the parent's h5py objects must neither be used nor closed here.
         if self._file is not None:
-            _INHERITED.append((self._file, self._objs))
+            _INHERITED.append((self._file, self._objs, self._jfile))
+        if self._wfin is not None:
+            self._wfin.detach()
         arenas = self._cache.items()
         self._init_process()
         self._cache = ArenaCache(self._settings.cache_bytes)
@@ -287,12 +411,249 @@ class HDF5Backend(Backend):
     def describe(self) -> str:
         return f"HDF5 file {self._settings.path!r}"
 
+    # ------------------------------------------------------------------ the writer
+    def _writer_lock(self) -> WriterLock:
+        if self._lock is None:
+            self._lock = WriterLock(self._settings.path + LOCK_SUFFIX,
+                                    f"hdf5 store {self._settings.path!r}")
+        return self._lock
+
+    def _take_lock(self) -> bool:
+        """Hold the writer lock (until :meth:`close`); ``True`` if it was taken just now.
+        Raises :class:`~storegate.errors.StoreLockedError` while another writer holds it."""
+        lock = self._writer_lock()
+        if lock.held:
+            return False
+        try:
+            lock.acquire()
+        except StoreLockedError:
+            raise
+        except OSError as err:  # a read-only directory: no lock file, no writing
+            raise ReadOnlyError(
+                f"cannot write {self.describe()}: its lock file {lock.path!r} cannot be "
+                f"created ({err}). Make the directory writable, or open the store with "
+                "mode='r'.") from None
+        # another writer may have changed the file since this process read it
+        self._cache.clear()
+        return True
+
+    def _start_writer(self) -> None:
+        """The writable open of ``__init__``: create (or wipe) the file as one committed unit,
+        or, for an existing file, roll back a journal a killed writer left and finish or undo
+        an interrupted var swap. The writer lock is kept only if the open wrote; otherwise it
+        is taken at the first write, so a backend opened with the default mode only to read
+        never blocks a writer."""
+        path = self._settings.path
+        empty = not os.path.isfile(path) or os.path.getsize(path) == 0
+        if self._mode in ("w", "w-") or (self._mode == "a" and empty):
+            with self.transaction():
+                self._file_handle(write=True)
+            return
+        if not os.path.exists(path) or os.path.isdir(path):
+            self._file_handle(write=False)  # the proper error
+            return
+        lock = self._writer_lock()
+        try:
+            free = lock.try_acquire()
+        except OSError:  # no lock file possible (read-only directory): writes will say so
+            free = False
+        if not free:  # a live writer: leave its journal alone
+            self._file_handle(write=False)
+            return
+        try:
+            if journal_pending(path):
+                self._roll_back_journal()
+            if self._needs_repair():
+                self._repair()  # a write: the lock stays with this backend
+        finally:
+            if not self._writable:
+                lock.release()
+
+    def _roll_back_journal(self) -> None:
+        """Undo the interrupted session of a killed writer (the writer lock is held)."""
+        try:
+            JournaledFile(self._settings.path).close()  # opening it recovers
+        except FileBusyError as err:
+            raise self._busy(err) from None
+
+    def _busy(self, err: BaseException) -> StoregateError:
+        path = self._settings.path
+        if _writer_alive(path) and not self._writer_lock().held:
+            return StoreLockedError(
+                f"{path!r} is open in another process: it is being written by "
+                f"{_holder(path)}. HDF5 allows one writer and no readers while it writes: "
+                "call flush() or close() on the writing StoreGate first (readers open the "
+                "store with mode='r').")
+        return StoregateError(
+            f"{path!r} is open in another process, or by another backend of this process "
+            f"({err}). HDF5 allows one writer and no readers while it writes: call flush() or "
+            "close() on the backend that has it open first, and open readers with mode='r'.")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Backend.transaction`. Every change to the file goes through a rollback
+        journal (:mod:`storegate_hdf5.journal`); blocks nest (an inner block joins the
+        outermost one), and the end of the outermost block is a commit: HDF5 is flushed and
+        the journal emptied. HDF5 buffers no rows in memory, so every block ends with a
+        commit. If the outermost block raises, everything it wrote is rolled back (the file
+        is restored and reopened), so the failed operation leaves no trace. Each write method
+        called outside a block is a block of its own.
+
+        Examples
+        --------
+        >>> be = HDF5Backend()
+        >>> be.create_data_id("d")
+        >>> with be.transaction():
+        ...     be.append("d", "train", "x", np.arange(3))
+        ...     be.append("d", "train", "y", np.arange(3))
+        >>> try:
+        ...     with be.transaction():
+        ...         be.append("d", "train", "x", np.arange(3))
+        ...         raise RuntimeError("interrupted")
+        ... except RuntimeError:
+        ...     pass
+        >>> be.info("d", "train", "x").length  # the failed block left no trace
+        3
+        """
+        self._check_pid()
+        with self._tx_mutex:
+            if self._blocks.depth == 0:
+                # a failed block may be undone only if it began at a commit
+                self._tx_clean = not self._dirty
+            self._blocks.depth += 1
+            try:
+                yield
+            except BaseException:
+                self._blocks.depth -= 1
+                if self._blocks.depth == 0:
+                    self._tx_failed()
+                raise
+            self._blocks.depth -= 1
+            if self._blocks.depth == 0:
+                try:
+                    self._commit_journal()
+                except BaseException:
+                    self._tx_failed()
+                    raise
+
+    def _commit_journal(self) -> None:
+        """Flush HDF5 and commit the journal (a no-op when nothing was written)."""
+        jf = self._jfile
+        if not self._dirty or jf is None or self._file is None:
+            return
+        self._file.flush()
+        jf.commit()
+        self._dirty = False
+
+    def _tx_failed(self) -> None:
+        if not self._dirty or self._jfile is None:
+            return
+        if not self._tx_clean:  # pragma: no cover - every block ends with a commit
+            logger.warning("storegate-hdf5: an operation failed after earlier uncommitted "
+                           "writes to %s; the file keeps what was written", self.describe())
+            return
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        """Undo everything since the last commit: close HDF5 (what closing writes is
+        journaled too), restore the saved pages, forget every cached object."""
+        f, jf, fin = self._file, self._jfile, self._wfin
+        self._objs.clear()
+        self._meta.clear()
+        self._offsets.clear()
+        self._file, self._jfile, self._wfin = None, None, None
+        self._writable = False
+        self._dirty = False
+        self._cache.clear()
+        if fin is not None:
+            fin.detach()
+        if f is not None:
+            try:
+                f.close()
+            except Exception:  # pragma: no cover - closing after a failure inside HDF5
+                logger.debug("storegate-hdf5: closing %s before a rollback failed",
+                             self.describe(), exc_info=True)
+        if jf is None:
+            return
+        try:
+            restored = jf.rollback()
+            logger.info("storegate-hdf5: rolled back a failed operation on %s (%d saved page "
+                        "runs restored)", self.describe(), restored)
+        except Exception:  # pragma: no cover - an I/O error while restoring
+            logger.exception("storegate-hdf5: could not roll back %s; the journal stays and "
+                             "the next open retries", self.describe())
+        finally:
+            jf.close()
+
     # ------------------------------------------------------------------ the file
-    def _open(self, write: bool) -> Any:
+    def _open_read(self) -> Any:
+        """The file opened read-only with HDF5's native driver."""
         h5py = _h5py()
         path = self._settings.path
-        mode = self._mode if write else "r"
-        if write and mode in ("a", "w", "w-"):
+        if os.path.isdir(path):
+            raise CorruptStoreError(
+                f"{path!r} is a directory, not an HDF5 file; pass the file as path= (or an "
+                f"output_dir without a .h5 suffix to use {DEFAULT_FILE_NAME!r} inside it).")
+        if journal_pending(path):
+            self._journal_found()
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise CorruptStoreError(
+                f"{path!r} is empty: a writer creating the store was interrupted. Open it with "
+                "mode='a' (or 'w') to create the store again.")
+        try:
+            f = h5py.File(path, "r", track_order=True, rdcc_nbytes=_CHUNK_CACHE_BYTES)
+        except FileNotFoundError:
+            raise StoreNotFoundError(
+                f"no HDF5 store at {path!r} (mode={self._mode!r} opens existing files only); "
+                "check the path, or open with mode='a' to create it.") from None
+        except OSError as err:
+            text = str(err)
+            if "lock" in text.lower():
+                raise self._busy(err) from None
+            raise CorruptStoreError(
+                f"{path!r} is not a readable HDF5 file ({text}); it may be damaged or not be "
+                "an HDF5 file.") from None
+        try:
+            self._check_root(f, False)
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    def _journal_found(self) -> None:
+        """A journal beside the file at an open for reading: roll it back if no writer is
+        alive (like SQLite's readers with a hot journal; a ``mode='r'`` backend too, when it may
+        write the file), else refuse (never read a torn file)."""
+        path = self._settings.path
+        lock = self._writer_lock()
+        held = lock.held
+        taken = False
+        if not held:
+            with contextlib.suppress(OSError):  # (no lock file possible: cannot recover)
+                taken = lock.try_acquire()
+        if held or taken:
+            try:
+                self._roll_back_journal()
+            finally:
+                if taken:
+                    lock.release()
+            return
+        if _writer_alive(path):
+            raise self._busy(OSError(f"{path!r} is being written"))
+        raise CorruptStoreError(
+            f"{path!r} was being written by a process that stopped before committing (its "
+            f"rollback journal {journal_path(path)!r} is still there), so the file may be "
+            "torn. Open the store once with mode='a' (for example StoreGate(backend='hdf5', "
+            f"backend_args={{'path': {path!r}, 'mode': 'a'}}) where the file is writable): "
+            "that rolls the interrupted write back to the last commit.")
+
+    def _open_write(self) -> Any:
+        """The file opened read/write through a :class:`JournaledFile` (h5py's ``fileobj``
+        driver), after taking the writer lock and rolling back a killed writer's journal."""
+        h5py = _h5py()
+        path = self._settings.path
+        mode = self._mode
+        if mode in ("a", "w", "w-"):
             parent = os.path.dirname(path)
             if parent:
                 os.makedirs(parent, exist_ok=True)
@@ -300,35 +661,49 @@ class HDF5Backend(Backend):
             raise CorruptStoreError(
                 f"{path!r} is a directory, not an HDF5 file; pass the file as path= (or an "
                 f"output_dir without a .h5 suffix to use {DEFAULT_FILE_NAME!r} inside it).")
-        try:
-            f = h5py.File(path, mode, track_order=True, rdcc_nbytes=_CHUNK_CACHE_BYTES)
-        except FileNotFoundError:
+        exists = os.path.exists(path)
+        if mode == "r+" and not exists:
             raise StoreNotFoundError(
-                f"no HDF5 store at {path!r} (mode={mode!r} opens existing files only); check "
-                "the path, or open with mode='a' to create it.") from None
-        except FileExistsError:
+                f"no HDF5 store at {path!r} (mode='r+' opens existing files only); check the "
+                "path, or open with mode='a' to create it.")
+        if mode == "w-" and exists:
             raise StoregateError(
                 f"{path!r} already exists and mode='w-' refuses to overwrite it; use mode='a' "
-                "to open it or mode='w' to replace it.") from None
-        except OSError as err:
-            text = str(err)
-            if "lock" in text.lower():
-                raise StoregateError(
-                    f"{path!r} is open in another process ({text}). HDF5 allows one writer "
-                    "and no readers while it writes: call flush() or close() on the writing "
-                    "backend first, and open readers with mode='r'.") from None
-            if "already open for read-only" in text.lower():
-                raise StoregateError(
-                    f"{path!r} is open read-only by another backend in this process ({text}); "
-                    "close() that backend before writing through this one.") from None
-            raise CorruptStoreError(
-                f"{path!r} is not a readable HDF5 file ({text}); it may be damaged or not be "
-                "an HDF5 file.") from None
+                "to open it or mode='w' to replace it.")
+        took = self._take_lock()
         try:
-            self._check_root(f, write)
+            try:
+                jf = JournaledFile(path, create=True)  # rolls back a killed writer's journal
+            except FileBusyError as err:
+                raise self._busy(err) from None
+            try:
+                if mode == "w" and jf.original_length:
+                    # 'w' replaces the store: the old content is dropped at once, unjournaled
+                    # (a kill now leaves an empty file, which the next writable open creates)
+                    jf.wipe()
+                h5mode = "r+" if jf.original_length else "w"
+                try:
+                    f = h5py.File(jf, h5mode, track_order=True, rdcc_nbytes=_CHUNK_CACHE_BYTES)
+                except OSError as err:
+                    raise CorruptStoreError(
+                        f"{path!r} is not a readable HDF5 file ({err}); it may be damaged or "
+                        "not be an HDF5 file.") from None
+                try:
+                    self._check_root(f, True)
+                except BaseException:
+                    f.close()
+                    raise
+            except BaseException:
+                if jf.active:
+                    jf.rollback()
+                jf.close()
+                raise
         except BaseException:
-            f.close()
+            if took:
+                self._writer_lock().release()
             raise
+        self._jfile = jf
+        self._wfin = weakref.finalize(self, _close_writer, f, jf, os.getpid(), self._blocks)
         return f
 
     def _check_root(self, f: Any, write: bool) -> None:
@@ -352,40 +727,78 @@ class HDF5Backend(Backend):
                 f"this plugin reads ({FORMAT_VERSION}); upgrade storegate-hdf5.")
 
     def _file_handle(self, write: bool = False) -> Any:
-        """The open file: any handle for reads, a read/write one for writes."""
+        """The open file: any handle for reads, a read/write (journaled) one for writes."""
         self._check_pid()
         if self._file is not None and (self._writable or not write):
+            if write:
+                self._dirty = True
             return self._file
         if write:
             self._check_writable()
         if self._file is not None:
             self._close_file()
-        if not write and not self._readonly and not os.path.exists(self._settings.path):
-            write = True  # a writable store whose file is gone: create it again
-        self._file = self._open(write)
-        self._writable = write
+        path = self._settings.path
+        if not write and not self._readonly and (
+                not os.path.exists(path) or (os.path.isfile(path)
+                                             and os.path.getsize(path) == 0)):
+            write = True  # a writable store whose file is gone (or empty): create it again
+        with self._tx_mutex:
+            self._file = self._open_write() if write else self._open_read()
+            self._writable = write
+            if write:
+                self._dirty = True
+                if self._blocks.depth == 0:
+                    self._commit_journal()  # opened outside any block: the open is a unit
         return self._file
 
     def _close_file(self) -> None:
+        """Close the file; a writable one is committed once HDF5 has closed it (a close that
+        fails leaves the journal, so the next open rolls back to the last commit)."""
         self._objs.clear()
         self._meta.clear()
         self._offsets.clear()
-        f, self._file = self._file, None
+        f, jf, fin = self._file, self._jfile, self._wfin
+        self._file, self._jfile, self._wfin = None, None, None
         self._writable = False
+        self._dirty = False
+        if fin is not None:
+            fin.detach()
+        closed = True
         if f is not None:
             try:
                 f.close()
             except Exception:  # pragma: no cover - closing a damaged file
-                logger.debug("storegate-hdf5: closing %s failed", self.describe(), exc_info=True)
+                closed = False
+                logger.warning("storegate-hdf5: closing %s failed", self.describe(),
+                               exc_info=True)
+        if jf is not None:
+            try:
+                if closed:
+                    jf.commit()
+            finally:
+                jf.close()
 
     def flush(self) -> None:
-        """Write everything to disk and release the file (it reopens on the next call)."""
+        """Commit everything written and release the file (it reopens on the next call), so
+        other processes can open it; the writer lock stays until :meth:`close`. Inside a
+        :meth:`transaction` block this only flushes HDF5 (the block's end commits)."""
         if os.getpid() != self._pid:
             return
-        self._close_file()
+        with self._tx_mutex:
+            if self._blocks.depth:
+                if self._file is not None and self._writable:
+                    self._file.flush()
+                return
+            self._close_file()
 
     def close(self) -> None:
-        self.flush()
+        """Commit, close the file and give the writer lock back (the backend may be used
+        again: it reopens, and takes the lock again at its next write)."""
+        if os.getpid() == self._pid:
+            with self._tx_mutex:
+                self._close_file()
+                if self._lock is not None:
+                    self._lock.release()
         self._cache.clear()
 
     # ------------------------------------------------------------------ locations
@@ -405,6 +818,8 @@ class HDF5Backend(Backend):
                         break
             if not found:
                 return False
+            if journal_pending(location):
+                return True  # only this backend writes that journal (the file may be torn)
             h5py = _h5py()
             with h5py.File(location, "r", locking=False) as f:
                 kind = f.attrs.get(_ROOT_BACKEND)
@@ -492,6 +907,7 @@ class HDF5Backend(Backend):
             raise CorruptStoreError(f"{data_id!r} in {self.describe()} is a dataset, not a group.")
         return group
 
+    @_atomic
     def create_data_id(self, data_id: str) -> None:
         if self._get(data_id) is not None:
             return
@@ -507,6 +923,7 @@ class HDF5Backend(Backend):
             pg.attrs[_PHASE_META] = json.dumps({"var_order": [], "ragged": []})
         self._objs.pop(data_id, None)
 
+    @_atomic
     def delete_data_id(self, data_id: str) -> None:
         self._check_writable()
         self._data_group(data_id)
@@ -527,6 +944,7 @@ class HDF5Backend(Backend):
                 f"JSON ({err}).") from None
         return attrs if isinstance(attrs, dict) else {}
 
+    @_atomic
     def set_attrs(self, data_id: str, attrs: dict[str, Any]) -> None:
         self._check_writable()
         try:
@@ -818,6 +1236,7 @@ class HDF5Backend(Backend):
         return [self.read(data_id, phase, v, index) for v in vars]
 
     # ------------------------------------------------------------------ writes
+    @_atomic
     def append(self, data_id: str, phase: str, var: str, data: Any) -> None:
         self._check_writable()
         phase = check_phase(phase, allow_all=False)
@@ -857,6 +1276,7 @@ class HDF5Backend(Backend):
         if var not in order:
             self._commit(data_id, phase, [*order, var])
 
+    @_atomic
     def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         self._check_writable()
         phase = check_phase(phase, allow_all=False)
@@ -913,6 +1333,7 @@ class HDF5Backend(Backend):
         if arena is not None:
             arena.update(index, data)
 
+    @_atomic
     def create(
         self, data_id: str, phase: str, var: str, shape: tuple[int, ...], dtype: np.dtype
     ) -> None:
@@ -932,6 +1353,7 @@ class HDF5Backend(Backend):
         self._objs[path] = self._new_dataset(pg, var, tuple(shape), dtype, int(shape[0]))
         self._add_to_order(data_id, phase, var)
 
+    @_atomic
     def delete(self, data_id: str, phase: str, var: str) -> None:
         self._check_writable()
         phase = check_phase(phase, allow_all=False)
@@ -950,6 +1372,7 @@ class HDF5Backend(Backend):
     def rename(self, data_id: str, phase: str, src: str, dst: str) -> None:
         self.rename_many(data_id, phase, [(src, dst)])
 
+    @_atomic
     def rename_many(self, data_id: str, phase: str, pairs: Sequence[tuple[str, str]]) -> None:
         """Swap vars in as one unit (h5py ``move``): every replaced var is moved aside to
         ``.sg-old-<dst>``, then every new one is moved in, the var order is committed and the
@@ -1002,17 +1425,31 @@ class HDF5Backend(Backend):
             del pg[_OLD_PREFIX + dst]
 
     # ------------------------------------------------------------------ crash recovery
-    def _recover_all(self) -> None:
-        """Finish or undo renames a crash interrupted; remove orphaned temporaries."""
-        f = self._file_handle(write=True)
+    def _phase_groups(self, f: Any) -> Iterator[Any]:
+        h5py = _h5py()
         for data_id in list(f.keys()):
             group = f.get(data_id)
-            if not isinstance(group, _h5py().Group):
+            if not isinstance(group, h5py.Group):
                 continue
             for phase in PHASES:
                 pg = group.get(phase)
-                if isinstance(pg, _h5py().Group):
-                    self._recover_phase(pg)
+                if isinstance(pg, h5py.Group):
+                    yield pg
+
+    def _needs_repair(self) -> bool:
+        """Whether a phase holds leftovers of a var swap or temporaries (storegate writes
+        these only inside a transaction now; a file from an earlier version, or a transform
+        whose steps were separate transactions, may still have them)."""
+        f = self._file_handle()
+        return any(c.startswith((_OLD_PREFIX, TEMP_PREFIX))
+                   for pg in self._phase_groups(f) for c in pg)
+
+    @_atomic
+    def _repair(self) -> None:
+        """Finish or undo renames a crash interrupted; remove orphaned temporaries."""
+        f = self._file_handle(write=True)
+        for pg in self._phase_groups(f):
+            self._recover_phase(pg)
         self._objs.clear()
         self._meta.clear()
 

@@ -1,12 +1,21 @@
-"""Fixtures shared by the storegate-hdf5 tests."""
+"""Fixtures shared by the storegate-hdf5 tests.
+
+The plugin's own checkout is put first on ``sys.path``, so the tests always exercise this
+working tree, even where the plugin was installed as a copy (``pip install`` without ``-e``).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from storegate_hdf5 import HDF5Backend
+PLUGIN_ROOT = str(Path(__file__).resolve().parents[1])
+if PLUGIN_ROOT not in sys.path:
+    sys.path.insert(0, PLUGIN_ROOT)
+
+import pytest  # noqa: E402
+from storegate_hdf5 import HDF5Backend  # noqa: E402
 
 
 @pytest.fixture
