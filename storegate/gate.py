@@ -37,7 +37,14 @@ from typing import IO, Any
 import numpy as np
 
 from . import indexing, transforms
-from .arrays import as_array, cast_for_write, check_row_shape, check_storable_dtype, native
+from .arrays import (
+    as_array,
+    cast_for_write,
+    check_row_shape,
+    check_storable_dtype,
+    native,
+    native_dtype,
+)
 from .backends.base import TEMP_PREFIX, Backend, VarInfo
 from .backends.registry import get_backend
 from .errors import (
@@ -51,6 +58,7 @@ from .errors import (
     NoDataIdError,
     SelectionError,
     ShapeMismatchError,
+    StoreLockedError,
     UnsupportedOperationError,
     VarExistsError,
     VarNotFoundError,
@@ -453,7 +461,14 @@ class StoreGate:
             "total_events": meta.total_events,
             "valid_phases": meta.valid_phases,
         }
-        self._db.set_attrs(data_id, attrs)
+        try:
+            self._db.set_attrs(data_id, attrs)
+        except StoreLockedError:
+            # another process is writing the store: the phase sizes stay in this gate only
+            # (persisting them saves a later open a compile, nothing more); a write of data
+            # raises the same error itself
+            logger.info("compile state of %r not persisted: %s is being written elsewhere",
+                        data_id, self._db.describe())
 
     def _invalidate(self, data_id: str) -> None:
         """Mark a data_id as not compiled, persisting that before any data changes."""
@@ -472,6 +487,12 @@ class StoreGate:
         return meta
 
     def _compile(self, data_id: str, reset: bool) -> _Meta:
+        if self._db.readonly:
+            return self._compile_in(data_id, reset)
+        with self._db.transaction():
+            return self._compile_in(data_id, reset)
+
+    def _compile_in(self, data_id: str, reset: bool) -> _Meta:
         self._db.flush()
         total: list[int] = []
         valid: list[str] = []
@@ -887,19 +908,20 @@ class StoreGate:
             return
         if self._db.readonly:
             self._db._check_writable()
-        self._invalidate(data_id)
-        for op in ops:
-            if op.kind == "append":
-                assert op.data is not None
-                self._db.append(data_id, op.phase, op.var, op.data)
-            elif op.kind == "write":
-                assert op.data is not None and op.index is not None
-                self._db.write(data_id, op.phase, op.var, op.index, op.data)
-            else:
-                assert op.shape is not None and op.dtype is not None
-                self._db.create(data_id, op.phase, op.var, op.shape, op.dtype)
-        if do_compile:
-            self._compile(data_id, reset=False)
+        with self._db.transaction():  # one unit: a crash leaves all of it or none
+            self._invalidate(data_id)
+            for op in ops:
+                if op.kind == "append":
+                    assert op.data is not None
+                    self._db.append(data_id, op.phase, op.var, op.data)
+                elif op.kind == "write":
+                    assert op.data is not None and op.index is not None
+                    self._db.write(data_id, op.phase, op.var, op.index, op.data)
+                else:
+                    assert op.shape is not None and op.dtype is not None
+                    self._db.create(data_id, op.phase, op.var, op.shape, op.dtype)
+            if do_compile:
+                self._compile(data_id, reset=False)
 
     @staticmethod
     def _shuffle_perm(shuffle: Any, n: int) -> np.ndarray | None:
@@ -1137,7 +1159,7 @@ class StoreGate:
             ) from None
         if not full or any(s < 0 for s in full):
             raise ShapeMismatchError(f"shape {shape!r} must be non-empty and non-negative.")
-        dt = check_storable_dtype(dtype, "create_empty")
+        dt = native_dtype(check_storable_dtype(dtype, "create_empty"))  # stored natively
         compiled_sizes = None
         if isinstance(phase, str) and check_phase(phase) == ALL:
             compiled_sizes = self._compiled(data_id).sizes()
@@ -1176,11 +1198,13 @@ class StoreGate:
                         skipped, phases)
         if todo:
             self._db._check_writable()
-            self._invalidate(data_id)
-            for p, v in todo:
-                self._db.delete(data_id, p, v)
-        if do_compile:
-            self._compile(data_id, reset=False)
+        with self._db.transaction():
+            if todo:
+                self._invalidate(data_id)
+                for p, v in todo:
+                    self._db.delete(data_id, p, v)
+            if do_compile:
+                self._compile(data_id, reset=False)
 
     def clear_data(self) -> None:
         """Delete every var of the current data_id in every phase.
@@ -1193,11 +1217,12 @@ class StoreGate:
         []
         """
         data_id = self._require_data_id()
-        for phase in PHASES:
-            names = self._db.var_names(data_id, phase)
-            if names:
-                self._delete_data(data_id, names, phase, False)
-        self._compile(data_id, reset=False)
+        with self._db.transaction():
+            for phase in PHASES:
+                names = self._db.var_names(data_id, phase)
+                if names:
+                    self._delete_data(data_id, names, phase, False)
+            self._compile(data_id, reset=False)
 
     # ------------------------------------------------------------------ transforms
     def _transform(
@@ -1220,13 +1245,14 @@ class StoreGate:
         for p, v, _ in plans:  # every copy must be writable before the first one changes
             for db in self._db.holders(data_id, p, v):
                 db._check_writable()
-        self._invalidate(data_id)
-        for p, v, fn in plans:
-            # every tier holding a copy, swapped in together (tiers never disagree)
-            transforms.replace_vars(data_id, p, [
-                (db, v, transforms.map_blocks(db, data_id, p, v, fn))
-                for db in self._db.holders(data_id, p, v)])
-        self._compile(data_id, reset=False)
+        with self._db.transaction():  # every phase and tier, or none of them
+            self._invalidate(data_id)
+            for p, v, fn in plans:
+                # every tier holding a copy, swapped in together (tiers never disagree)
+                transforms.replace_vars(data_id, p, [
+                    (db, v, transforms.map_blocks(db, data_id, p, v, fn))
+                    for db in self._db.holders(data_id, p, v)])
+            self._compile(data_id, reset=False)
 
     def astype(self, var_names: Any, dtype: Any, phase: Any = "train") -> None:
         """Convert vars to ``dtype``, block by block; the old var stays until the new one is
@@ -1240,7 +1266,7 @@ class StoreGate:
         >>> sg["train"]["x"][:]
         array([1, 2])
         """
-        dt = check_storable_dtype(dtype, "astype")
+        dt = native_dtype(check_storable_dtype(dtype, "astype"))  # stored natively
         self._transform(var_names, phase, lambda p, v, info: (lambda a: a.astype(dt)))
 
     def onehot(self, var_names: Any, num_classes: int, phase: Any = "train") -> None:
@@ -1344,19 +1370,20 @@ class StoreGate:
             for v in self._db.var_names(data_id, p):
                 for db in self._db.holders(data_id, p, v):
                     db._check_writable()
-        self._invalidate(data_id)
-        for p in phases:
-            names = self._db.var_names(data_id, p)
-            n = meta.sizes()[p]
-            if not names or n < 2:
-                continue
-            perm = np.random.default_rng(seed).permutation(n)
-            # every var of the phase (in both tiers of a hybrid store) is written, then all are
-            # swapped in together: the phase never ends up half shuffled
-            transforms.replace_vars(data_id, p, [
-                (db, v, transforms.shuffled_blocks(db, data_id, p, v, perm))
-                for v in names for db in self._db.holders(data_id, p, v)])
-        self._compile(data_id, reset=False)
+        with self._db.transaction():  # every phase, or none of them
+            self._invalidate(data_id)
+            for p in phases:
+                names = self._db.var_names(data_id, p)
+                n = meta.sizes()[p]
+                if not names or n < 2:
+                    continue
+                perm = np.random.default_rng(seed).permutation(n)
+                # every var of the phase (in both tiers of a hybrid store) is written, then all
+                # are swapped in together: the phase never ends up half shuffled
+                transforms.replace_vars(data_id, p, [
+                    (db, v, transforms.shuffled_blocks(db, data_id, p, v, perm))
+                    for v in names for db in self._db.holders(data_id, p, v)])
+            self._compile(data_id, reset=False)
 
     # ------------------------------------------------------------------ hybrid (non-hybrid)
     def set_mode(self, mode: str) -> None:
@@ -1438,37 +1465,38 @@ class StoreGate:
             )
         # 2. write each var under a temporary name, then swap them all in
         dst._check_writable()
-        self._invalidate(data_id)
-        dst.create_data_id(data_id)
-        written: list[tuple[str, str, str]] = []
-        try:
-            for p, columns in staged:
-                for v, arr in columns:
-                    tmp = TEMP_PREFIX + v
-                    if dst.has_var(data_id, p, tmp):
-                        dst.delete(data_id, p, tmp)
-                    written.append((p, v, tmp))
-                    if _n_rows(arr) or isinstance(arr, RaggedArray):
-                        dst.append(data_id, p, tmp, arr)
-                    else:
-                        dst.create(data_id, p, tmp, arr.shape, arr.dtype)
-            dst.flush()
-        except BaseException:
-            for p, _, tmp in written:
-                with contextlib.suppress(Exception):
-                    if dst.has_var(data_id, p, tmp):
-                        dst.delete(data_id, p, tmp)
-            raise
-        note = getattr(self._db, "note_copy", None)
-        mirror = callback is None and out_names == var_names  # same data under the same name
-        for p, v, tmp in written:
-            dst.rename(data_id, p, tmp, v)
-            if note is not None:
-                note(data_id, p, v, mirror)
-        enforce = getattr(self._db, "enforce_memory_limit", None)
-        if enforce is not None:
-            enforce()
-        self._compile(data_id, reset=False)
+        with self._db.transaction():  # every var and phase, or none
+            self._invalidate(data_id)
+            dst.create_data_id(data_id)
+            written: list[tuple[str, str, str]] = []
+            try:
+                for p, columns in staged:
+                    for v, arr in columns:
+                        tmp = TEMP_PREFIX + v
+                        if dst.has_var(data_id, p, tmp):
+                            dst.delete(data_id, p, tmp)
+                        written.append((p, v, tmp))
+                        if _n_rows(arr) or isinstance(arr, RaggedArray):
+                            dst.append(data_id, p, tmp, arr)
+                        else:
+                            dst.create(data_id, p, tmp, arr.shape, arr.dtype)
+                dst.flush()
+            except BaseException:
+                for p, _, tmp in written:
+                    with contextlib.suppress(Exception):
+                        if dst.has_var(data_id, p, tmp):
+                            dst.delete(data_id, p, tmp)
+                raise
+            note = getattr(self._db, "note_copy", None)
+            mirror = callback is None and out_names == var_names  # same data under the same name
+            for p, v, tmp in written:
+                dst.rename(data_id, p, tmp, v)
+                if note is not None:
+                    note(data_id, p, v, mirror)
+            enforce = getattr(self._db, "enforce_memory_limit", None)
+            if enforce is not None:
+                enforce()
+            self._compile(data_id, reset=False)
 
     def to_memory(
         self, var_names: Any, phase: Any = "train", output_var_names: Any = None,

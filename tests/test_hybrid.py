@@ -630,6 +630,7 @@ def test_memory_limit_move_idiom_never_loses_data(make_hybrid: HybridFactory) ->
                                   np.arange(30.0).reshape(10, 3))
     assert sg.db.tier("zarr").var_names(DID, "train") == []
 
+    sg.close()  # one writer per store: the second gate writes after the first is closed
     sg2 = _limited(make_hybrid, 10 * ROW)
     sg2.to_memory(["a", "b"])
     assert where(sg2, "a") == ["zarr"]

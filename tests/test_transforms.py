@@ -466,18 +466,25 @@ elif kind in ("move-before", "move-after"):  # around the n-th directory move of
         if kind == "move-after":
             count(int(arg))
     zb._Files.move = wrapped
-elif kind in ("remove", "remove-half"):  # removing the old copy (half of its files)
+elif kind == "remove":  # the old copy is about to go (into the journal, until the commit)
     remove = zb._Files.remove
     def wrapped(self, rel):
         if ".sg-old-" in rel:
-            if kind == "remove-half":
-                files = sorted(os.path.join(r, f) for r, _, fs in os.walk(self._p(rel))
-                               for f in fs)
-                for f in files[: len(files) // 2]:
-                    os.unlink(f)
             die()
         remove(self, rel)
     zb._Files.remove = wrapped
+elif kind == "commit-half":  # committed; killed halfway through deleting the journal's copies
+    from storegate.backends import journal as jn
+    real_remove = jn._remove
+    def wrapped(path):
+        if (path.endswith(jn.JOURNAL_DIR) and os.path.isdir(path)
+                and not os.path.exists(os.path.join(path, "index"))):
+            files = sorted(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs)
+            for f in files[: len(files) // 2]:
+                os.unlink(f)
+            die()
+        real_remove(path)
+    jn._remove = wrapped
 
 sg = StoreGate("zarr", {"output_dir": path}, data_id="d")
 sg.get_var_names("train")
@@ -581,17 +588,17 @@ KILL_POINTS = {
         ("rename", "old"),  # the temporary is complete
         ("move-before:1", "old"),
         ("move-after:1", "old"),  # old var moved aside, new not yet in: rolled back
-        ("move-after:2", "new"),  # new var in, old copy still there: finished
-        ("remove", "new"),
-        ("remove-half", "new"),  # killed while deleting the old copy
+        ("move-after:2", "old"),  # new var in, not committed: the journal rolls it back
+        ("remove", "old"),
+        ("commit-half", "new"),  # committed; killed while deleting the old copy
     ],
     "shuffle": [
         ("read:2", "old"),  # pass 1: distributing rows into buckets
         ("read:13", "old"),  # pass 1 done (13 blocks), before pass 2
         ("append:5", "old"),  # pass 2: assembling blocks
         ("move-after:1", "old"),
-        ("move-after:2", "new"),
-        ("remove-half", "new"),
+        ("move-after:2", "old"),
+        ("commit-half", "new"),
     ],
 }
 
@@ -731,8 +738,9 @@ def test_shuffle_of_1gb_var_in_bounded_memory(tmp_path: Path) -> None:
     ("move-after:1", "old"),  # x moved aside
     ("move-after:2", "old"),  # x and y moved aside
     ("move-after:3", "old"),  # new x in, new y not yet: both rolled back
-    ("move-after:4", "new"),  # both new vars in
-    ("remove", "new"),  # the old copies are being removed
+    ("move-after:4", "old"),  # both new vars in, not committed: rolled back
+    ("remove", "old"),  # the old copies are going into the journal
+    ("commit-half", "new"),  # committed; the journal's copies half deleted
 ])
 def test_kill_during_multi_var_swap_keeps_rows_aligned(
     tmp_path: Path, point: str, expected: str

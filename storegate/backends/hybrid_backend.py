@@ -358,6 +358,10 @@ class HybridBackend(Backend):
     def batch(self) -> Any:
         return self._disk.batch()
 
+    def transaction(self) -> Any:
+        """The storage tier's transaction (the memory tier does not outlive the process)."""
+        return self._disk.transaction()
+
     def lengths(self, data_id: str, phase: str) -> dict[str, int]:
         names = self.var_names(data_id, phase)
         mem = set(self._mem.var_names(data_id, phase)) if data_id in self._mem.data_ids() else set()

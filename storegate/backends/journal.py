@@ -59,7 +59,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["JOURNAL_DIR", "DirJournal", "Transactions"]
+from ..errors import CorruptStoreError
+
+__all__ = ["JOURNAL_DIR", "DirJournal", "Transactions", "Writer", "recover_abandoned"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,8 @@ class DirJournal:
         self._n = 0
         self._lock = threading.RLock()
         self.changes = 0  # records written in this session
+        self._real_root = os.path.realpath(self.root)
+        self._dirs_ok: dict[str, bool] = {}  # directory -> inside the store (symlink guard)
 
     @property
     def active(self) -> bool:
@@ -135,9 +139,27 @@ class DirJournal:
 
     def _rel(self, path: str) -> str:
         rel = os.path.relpath(os.path.abspath(os.path.join(self.root, path)), self.root)
-        if rel.startswith(".."):
-            raise ValueError(f"{path!r} is outside the store {self.root!r}")
+        if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+            raise CorruptStoreError(f"{path!r} is outside the store {self.root!r}; storegate "
+                                    "writes only inside its store.")
+        self._guard(os.path.dirname(rel), path)
         return rel
+
+    def _guard(self, rel_dir: str, path: str) -> None:
+        """Refuse a change whose directory is reached through a symbolic link that leaves the
+        store (writing there would modify files outside it)."""
+        if not rel_dir:
+            return
+        ok = self._dirs_ok.get(rel_dir)
+        if ok is None:
+            real = os.path.realpath(os.path.join(self.root, rel_dir))
+            ok = real == self._real_root or real.startswith(self._real_root + os.sep)
+            self._dirs_ok[rel_dir] = ok
+        if not ok:
+            raise CorruptStoreError(
+                f"{os.path.join(self.root, path)!r} is reached through a symbolic link that "
+                f"leads outside the store {self.root!r}; storegate never writes through such "
+                "links. Replace the link by the directory it points to (or remove it).")
 
     def _inside_created(self, rel: str) -> bool:
         parts = rel.split(os.sep)
@@ -169,7 +191,7 @@ class DirJournal:
                 return
             if os.path.isfile(full):
                 copy = self._copy_name()
-                os.link(full, copy)
+                os.link(full, copy, follow_symlinks=False)
                 self._log({"op": "saved", "path": rel, "copy": os.path.basename(copy)})
             else:
                 self._log({"op": "created", "path": rel})
@@ -223,6 +245,7 @@ class DirJournal:
             index, self._index = self._index, None
             self._seen.clear()
             self._created_dirs.clear()
+            self._dirs_ok.clear()
             self._n = 0
             self.changes = 0
             if index is None:
@@ -242,6 +265,7 @@ class DirJournal:
             index, self._index = self._index, None
             self._seen.clear()
             self._created_dirs.clear()
+            self._dirs_ok.clear()
             self._n = 0
             self.changes = 0
             if index is not None:
@@ -274,6 +298,11 @@ class DirJournal:
             if isinstance(rec, dict):
                 records.append(rec)
         undone = 0
+        touched: set[str] = set()
+        for rec in records:
+            for key in ("path", "src", "dst"):
+                if isinstance(rec.get(key), str):
+                    touched.add(os.path.dirname(os.path.join(root, rec[key])))
         for rec in reversed(records):
             op = rec.get("op")
             try:
@@ -298,6 +327,11 @@ class DirJournal:
             except (KeyError, TypeError):
                 continue  # a foreign or damaged record: nothing to undo
             undone += 1
+        for folder in touched:  # temporaries of writes the kill cut short
+            with contextlib.suppress(OSError):
+                for name in os.listdir(folder):
+                    if name.endswith(".partial") or name.startswith(".tmp-"):
+                        _remove(os.path.join(folder, name))
         if fsync:
             _fsync_dir(root)
         os.unlink(index)
@@ -306,6 +340,52 @@ class DirJournal:
             logger.warning("storegate: rolled back %d changes of an interrupted write in %s",
                            undone, root)
         return undone
+
+
+def recover_abandoned(root: str, lock_path: str, what: str) -> None:
+    """For a reader: roll back the journal of a writer that died, as the next writer would.
+
+    A journal with an index and a free lock is "hot" (its writer died before committing):
+    like SQLite's readers with a hot journal, a read-only open rolls it back (briefly taking
+    the writer lock), so it reads the last committed state. A journal whose writer is alive is
+    left alone (its writes are data first, then lengths). Without write access to the store
+    the rollback cannot happen; the reader is warned and may see part of the interrupted
+    write.
+    """
+    if not DirJournal.pending(root):
+        return
+    from .locking import WriterLock
+
+    lock = WriterLock(lock_path, what)
+    try:
+        got = lock.try_acquire()
+    except OSError as err:
+        logger.warning("storegate: %s holds an interrupted write that cannot be rolled back "
+                       "(%s); reads may see part of it. Open it once with mode='a' where it "
+                       "is writable.", what, err)
+        return
+    if not got:
+        return  # a live writer: its journal is its own
+    try:
+        DirJournal.recover(root)
+    except OSError as err:
+        logger.warning("storegate: could not roll back an interrupted write in %s (%s); reads "
+                       "may see part of it.", what, err)
+    finally:
+        lock.release()
+
+
+class Writer:
+    """A backend's writer side in one process: the store's lock and its journal (both ``None``
+    until the first write; the journal stays ``None`` for stores without one, e.g. remote).
+    Shared by the backend, its store objects and its exit flush, none of which may hold the
+    backend itself."""
+
+    def __init__(self) -> None:
+        from .locking import WriterLock
+
+        self.lock: WriterLock | None = None
+        self.journal: DirJournal | None = None
 
 
 class Transactions:
@@ -341,7 +421,9 @@ class Transactions:
         with self._mutex:
             if self._depth == 0:
                 j = self._journal()
-                self._clean_start = j is None or not j.active
+                # a failed block may be undone only if nothing else is uncommitted (neither
+                # written since the last commit nor buffered in memory)
+                self._clean_start = (j is None or not j.active) and not self._buffered()
             self._depth += 1
             try:
                 yield

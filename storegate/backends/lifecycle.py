@@ -22,6 +22,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -80,7 +81,9 @@ def remove_own_tmpdir(path: str, owner_pid: int) -> None:
     collected, the parent's data must stay.
     """
     if os.getpid() == owner_pid:
-        from .chunkio import descriptors
-
-        descriptors.forget(path)  # open descriptors would keep the deleted files' space
+        # open descriptors would keep the deleted files' space; none exist if chunkio was
+        # never imported (and importing it now, perhaps at interpreter exit, could fail)
+        chunkio = sys.modules.get(f"{__package__}.chunkio")
+        if chunkio is not None:
+            chunkio.descriptors.forget(path)
         shutil.rmtree(path, ignore_errors=True)

@@ -63,7 +63,7 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -88,7 +88,9 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray, kind_mismatch, rows_of
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
+from .journal import JOURNAL_DIR, DirJournal, Transactions, Writer, recover_abandoned
 from .lifecycle import flush_at_exit, remove_own_tmpdir
+from .locking import WriterLock
 
 __all__ = ["ParquetBackend"]
 
@@ -106,6 +108,8 @@ _RAGGED_KEY = b"storegate.ragged"
 _PART_PREFIX = "part-"
 _TMP_PREFIX = ".tmp-"
 _DELETED_PREFIX = ".sg-deleted-"
+_LOCK_FILE = ".sg-lock"
+_PRIVATE = (_LOCK_FILE, JOURNAL_DIR)
 
 DEFAULT_ROW_GROUP_BYTES = 8 << 20
 DEFAULT_FILE_BYTES = 128 << 20
@@ -116,6 +120,10 @@ _GROUPS_PER_TASK = 2  # row groups decoded per task of a parallel fill
 _FILL_THREADS = max(1, min(4, os.cpu_count() or 1))
 _PARALLEL_FILL_BYTES = 32 << 20  # fills smaller than this decode in the calling thread
 _COMPRESSIONS = ("none", "snappy", "lz4", "zstd", "gzip", "brotli")
+#: Limits of what a manifest may claim (larger numbers are damage, not data): rows and row
+#: groups per file, dimensions, value counts; and the bytes of one row of a var.
+_MAX_MANIFEST_COUNT = 1 << 48
+_MAX_ROW_BYTES = 1 << 40
 _PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 
 
@@ -246,8 +254,22 @@ def _from_arrow(arr: Any, spec: _Spec, what: str) -> np.ndarray:
     _check_nulls(arr, what)
     flat = arr
     for _ in range(spec.depth):
+        if not (pa.types.is_fixed_size_list(flat.type) or pa.types.is_list(flat.type)
+                or pa.types.is_large_list(flat.type)):
+            raise _mismatch(what, spec, flat.type)
         flat = flat.flatten()
         _check_nulls(flat, what)
+    leaf = (np.dtype(f"f{spec.dtype.itemsize // 2}") if spec.dtype.kind == "c"
+            else spec.dtype.newbyteorder("="))
+    items = n * int(np.prod(spec.shape, dtype=np.int64)) * (2 if spec.dtype.kind == "c" else 1)
+    try:
+        same = flat.type == pa.from_numpy_dtype(leaf)
+    except (pa.ArrowException, TypeError, NotImplementedError):
+        same = False
+    if not same:
+        raise _mismatch(what, spec, flat.type)
+    if len(flat) != items:
+        raise _mismatch(what, spec, flat.type, len(flat), items)
     out = _numpy_of(flat)
     if spec.dtype.kind == "c":
         out = np.ascontiguousarray(out).view(spec.dtype.newbyteorder("="))
@@ -255,6 +277,16 @@ def _from_arrow(arr: Any, spec: _Spec, what: str) -> np.ndarray:
     if out.dtype != spec.dtype:
         out = out.astype(spec.dtype)
     return out
+
+
+def _mismatch(what: str, spec: _Spec, typ: Any, got: int | None = None,
+              want: int | None = None) -> CorruptStoreError:
+    """The data of a column do not have the type or size its var's description says."""
+    count = "" if got is None else f", {got} values where {want} are needed"
+    return CorruptStoreError(
+        f"{what} does not hold what the var's description says (items of shape "
+        f"{spec.shape} of {spec.dtype}; found {typ}{count}); the data file or the manifest "
+        "was modified outside storegate. Run `storegate check` on the store.")
 
 
 def _numpy_of(arr: Any) -> np.ndarray:
@@ -383,13 +415,23 @@ class _Manifest:
                 "phase directory to drop that phase's data."
             )
 
+        def count(x: Any, what: str) -> int:
+            # exact JSON integers only: int() would take 1000.5, True or "7"
+            if type(x) is not int or not 0 <= x <= _MAX_MANIFEST_COUNT:
+                raise ValueError(f"{what} is {x!r}, not a count from 0 to {_MAX_MANIFEST_COUNT}")
+            return x
+
         try:
             raw = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise bad(f"not JSON: {err}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
+            # ValueError: also numbers of more than 4,300 digits; RecursionError: deep nesting
+            raise bad(f"not JSON: {type(err).__name__}: {err}") from None
         if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
             raise bad("not a storegate parquet manifest")
-        if int(raw.get("version", 0)) > FORMAT_VERSION:
+        version = raw.get("version", 0)
+        if type(version) is not int:
+            raise bad(f"version {version!r} is not an integer")
+        if version > FORMAT_VERSION:
             raise CorruptStoreError(
                 f"the manifest {where!r} has format version {raw.get('version')}, newer than "
                 f"this storegate understands ({FORMAT_VERSION}); upgrade storegate."
@@ -397,22 +439,29 @@ class _Manifest:
         try:
             files: dict[str, _FileMeta] = {}
             for name, f in dict(raw["files"]).items():
-                fm = _FileMeta(int(f["rows"]), [int(r) for r in f["row_groups"]],
+                fm = _FileMeta(count(f["rows"], f"rows of {name!r}"),
+                               [count(r, f"a row group of {name!r}") for r in f["row_groups"]],
                                {str(k): str(c) for k, c in dict(f["columns"]).items()},
-                               {str(k): [int(x) for x in v]
+                               {str(k): [count(x, f"a value count of {name!r}") for x in v]
                                 for k, v in dict(f.get("values", {})).items()})
                 if sum(fm.row_groups) != fm.rows or any(r < 0 for r in fm.row_groups):
                     raise ValueError(f"row groups of {name!r} do not add up to its rows")
                 if any(len(v) != len(fm.row_groups) for v in fm.values.values()):
                     raise ValueError(f"value counts of {name!r} do not match its row groups")
-                if "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST:
+                if (not isinstance(name, str) or not name or "/" in name or "\\" in name
+                        or "\x00" in name or name.startswith(".") or name == MANIFEST):
                     raise ValueError(f"bad file name {name!r}")
                 files[str(name)] = fm
             variables: dict[str, _VarMeta] = {}
             for name, v in dict(raw["vars"]).items():
                 dtype = check_storable_dtype(np.dtype(str(v["dtype"])), f"var {name!r}")
-                vm = _VarMeta(dtype, tuple(int(s) for s in v["shape"]), bool(v["ragged"]),
-                              [str(f) for f in v["files"]])
+                shape = tuple(count(s, f"a dimension of var {name!r}") for s in v["shape"])
+                if int(np.prod(shape, dtype=object)) * dtype.itemsize > _MAX_ROW_BYTES:
+                    raise ValueError(f"var {name!r} claims rows of shape {shape} of {dtype}, "
+                                     f"more than {_MAX_ROW_BYTES} bytes each")
+                if type(v["ragged"]) is not bool:
+                    raise ValueError(f"the ragged flag of var {name!r} is {v['ragged']!r}")
+                vm = _VarMeta(dtype, shape, v["ragged"], [str(f) for f in v["files"]])
                 for f in vm.files:
                     if f not in files or name not in files[f].columns:
                         raise ValueError(f"var {name!r} lists file {f!r}, which does not hold it")
@@ -422,10 +471,10 @@ class _Manifest:
             order = [str(v) for v in raw["var_order"]]
             if sorted(order) != sorted(variables) or len(set(order)) != len(order):
                 raise ValueError("var_order does not list each var once")
-            next_file = int(raw.get("next_file", 0))
+            next_file = count(raw.get("next_file", 0), "next_file")
         except CorruptStoreError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
             raise bad(f"{type(err).__name__}: {err}") from None
         return cls(order, variables, files, next_file)
 
@@ -530,11 +579,20 @@ class _Phase:
 class _Handle:
     """An open Parquet file (footer parsed once) and a lock serialising reads through it."""
 
-    __slots__ = ("file", "lock")
+    __slots__ = ("closed", "file", "lock")
 
     def __init__(self, file: Any) -> None:
         self.file = file
         self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        """Close the file once no read is using it (a reader holds :attr:`lock`); a reader that
+        got this handle before it was closed sees :attr:`closed` and opens the file again."""
+        with self.lock:
+            self.closed = True
+            with contextlib.suppress(Exception):
+                self.file.close()
 
 
 class _RowGroupCache:
@@ -619,6 +677,11 @@ class _State:
         self.rgcache = _RowGroupCache(settings.rowgroup_cache_bytes)
         self.pending_bytes = 0
         self.lock = threading.RLock()
+        self.writer = Writer()
+        writer, phases = self.writer, self.phases
+        self.tx = Transactions(lambda: writer.journal,
+                               lambda: any(ph.pending for ph in phases.values()),
+                               functools.partial(_discard, self))
 
     @property
     def writable(self) -> bool:
@@ -626,22 +689,45 @@ class _State:
 
 
 def _flush_state(st: _State) -> None:
-    """Write the buffered rows of every phase (on collection, at exit; best effort)."""
+    """Write the buffered rows of every phase and commit (on collection, at exit; best
+    effort)."""
     if os.getpid() != st.pid or not st.opened or not st.writable:
         return
     with st.lock:
+        failed = False
         for ph in list(st.phases.values()):
             if ph.pending or ph.dirty:
                 try:
                     _flush_phase(st, ph)
                 except Exception:  # pragma: no cover - best effort at exit
+                    failed = True
                     logger.exception("storegate: could not write the buffered rows of %s/%s",
                                      ph.data_id, ph.name)
+        if not failed:
+            try:
+                st.tx.commit()
+            except Exception:  # pragma: no cover - best effort at exit
+                logger.exception("storegate: could not commit at exit")
+
+
+def _discard(st: _State) -> None:
+    """Forget everything the process knows of the store (after a rollback: reload it)."""
+    _forget_files(st, list(st.handles))
+    st.rgcache.clear()
+    st.arenas.clear()
+    st.arena_tokens.clear()
+    st.phases.clear()
+    st.attrs.clear()
+    st.pending_bytes = 0
 
 
 # ---------------------------------------------------------------------------------- files
-def _atomic_write(path: str, data: bytes, fsync: bool) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+def _atomic_write(path: str, data: bytes, fsync: bool,
+                  journal: DirJournal | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (recorded in
+    ``journal`` first)."""
+    if journal is not None:
+        journal.before_write(path)
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{name}")
     try:
@@ -668,8 +754,15 @@ def _fsync_dir(folder: str) -> None:
             os.close(fd)
 
 
-def _write_json(path: str, obj: Any, fsync: bool) -> None:
-    _atomic_write(path, json.dumps(obj, indent=1, allow_nan=True).encode("utf-8"), fsync)
+def _write_json(path: str, obj: Any, fsync: bool, journal: DirJournal | None = None) -> None:
+    _atomic_write(path, json.dumps(obj, indent=1, allow_nan=True).encode("utf-8"), fsync,
+                  journal)
+
+
+def _makedirs(path: str, journal: DirJournal | None) -> None:
+    if journal is not None:
+        journal.before_mkdir(path)
+    os.makedirs(path, exist_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -759,8 +852,10 @@ def _fields(names: Sequence[str], cols: dict[str, str], metas: dict[str, _VarMet
 
 
 def _write_parquet(folder: str, name: str, fields: list[Any], arrays: list[Any],
-                   row_groups: list[int], s: _Settings) -> None:
+                   row_groups: list[int], s: _Settings, journal: DirJournal | None = None) -> None:
     """Write one data file (under a hidden temporary name, then renamed into place)."""
+    if journal is not None:
+        journal.before_write(os.path.join(folder, name))
     pa, pq = _arrow()
     schema = pa.schema(fields, metadata={b"storegate": json.dumps(
         {"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()})
@@ -797,8 +892,9 @@ def _new_file_name(man: _Manifest) -> str:
 
 def _commit(st: _State, ph: _Phase, man: _Manifest) -> None:
     """Make ``man`` the phase's manifest on disk (the single commit point of every change)."""
-    os.makedirs(ph.path, exist_ok=True)
-    _write_json(os.path.join(ph.path, MANIFEST), man.to_json(), st.settings.fsync)
+    _makedirs(ph.path, st.writer.journal)
+    _write_json(os.path.join(ph.path, MANIFEST), man.to_json(), st.settings.fsync,
+                st.writer.journal)
     ph.manifest = man
     ph.dirty = False
     ph.layouts.clear()  # layouts in use elsewhere stay valid snapshots
@@ -808,7 +904,11 @@ def _remove_files(st: _State, ph: _Phase, names: Iterable[str]) -> None:
     """Delete data files the committed manifest no longer lists."""
     paths = [os.path.join(ph.path, n) for n in names]
     _forget_files(st, paths)
+    journal = st.writer.journal
     for p in paths:
+        if journal is not None:
+            journal.remove(p)  # kept until the commit: a rollback restores it
+            continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(p)
 
@@ -818,8 +918,7 @@ def _forget_files(st: _State, paths: Sequence[str]) -> None:
     for p in paths:
         h = st.handles.pop(p, None)
         if h is not None:
-            with contextlib.suppress(Exception):
-                h.file.close()
+            h.close()
 
 
 def _dead_files(man: _Manifest) -> list[str]:
@@ -860,7 +959,7 @@ def _add_file(st: _State, ph: _Phase, man: _Manifest, written: list[str], names:
     """Write one data file holding ``names`` and record it in ``man`` (not yet committed);
     its name goes to ``written`` so a failure can remove it (:func:`_unlink_all`)."""
     name = _new_file_name(man)
-    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings)
+    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings, st.writer.journal)
     written.append(name)
     man.files[name] = _FileMeta(sum(sizes), list(sizes), {v: cols[v] for v in names}, values)
     for v in names:
@@ -887,7 +986,7 @@ def _flush_phase(st: _State, ph: _Phase) -> None:
     man = ph.manifest.clone()
     written: list[str] = []
     try:
-        os.makedirs(ph.path, exist_ok=True)
+        _makedirs(ph.path, st.writer.journal)
         for a, b, names, offset in _segments(ph, man):
             blocks = {v: ph.pending[v].block() for v in names}
             cols = _column_names(names)
@@ -934,6 +1033,7 @@ def _handle(st: _State, path: str) -> _Handle:
         st.handles.move_to_end(path)
         return h
     pa, pq = _arrow()
+    _regular_file(path)
     try:
         file = pq.ParquetFile(path, memory_map=True)
     except FileNotFoundError:
@@ -949,9 +1049,33 @@ def _handle(st: _State, path: str) -> _Handle:
     st.handles[path] = h
     while len(st.handles) > _MAX_HANDLES:
         _, old = st.handles.popitem(last=False)
-        with contextlib.suppress(Exception):
-            old.file.close()
+        old.close()  # waits for a read in flight (unmapping under the decoder would crash)
     return h
+
+
+def _only_column(table: Any, column: str, path: str) -> Any:
+    """The one column read from a data file (pyarrow returns none for a name the file lacks).
+    """
+    if table.num_columns != 1:
+        raise CorruptStoreError(
+            f"the data file {path!r} has no column {column!r}, which the manifest says holds the "
+            "var; the store was modified outside storegate (run `storegate check`).")
+    return table.column(0)
+
+
+def _regular_file(path: str) -> None:
+    """Refuse a data file that is not a regular file (a FIFO behind a symbolic link would
+    block the open forever, a device never end)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: the caller's open reports it
+    if not stat.S_ISREG(mode):
+        raise CorruptStoreError(
+            f"the data file {path!r} is not a regular file (a device, FIFO or directory, "
+            "possibly behind a symbolic link); restore it or delete the var.")
 
 
 def _checked_rows(column: Any, expected: int | None, path: str, groups: list[int]) -> Any:
@@ -969,11 +1093,15 @@ def _read_groups(st: _State, path: str, groups: list[int], column: str,
     """Decode row groups of one column of one file (an Arrow ChunkedArray), checking that
     they hold ``expected`` rows."""
     pa, _ = _arrow()
-    with st.lock:
-        h = _handle(st, path)
     try:
-        with h.lock:
-            table = h.file.read_row_groups(groups, columns=[column], use_threads=False)
+        while True:
+            with st.lock:
+                h = _handle(st, path)
+            with h.lock:
+                if h.closed:  # evicted by another thread between the two locks: reopen
+                    continue
+                table = h.file.read_row_groups(groups, columns=[column], use_threads=False)
+                break
     except (OSError, pa.ArrowException) as err:
         if not os.path.exists(path):
             raise _MissingFile(path) from None
@@ -981,19 +1109,19 @@ def _read_groups(st: _State, path: str, groups: list[int], column: str,
             f"cannot read column {column!r} of {path!r} ({type(err).__name__}: {err}); the "
             "file is damaged."
         ) from None
-    return _checked_rows(table.column(0), expected, path, groups)
+    return _checked_rows(_only_column(table, column, path), expected, path, groups)
 
 
 def _read_groups_unshared(path: str, groups: list[int], column: str,
                           expected: int | None = None) -> Any:
     """Like :func:`_read_groups` through a handle of its own (for parallel decoding)."""
     pa, pq = _arrow()
+    _regular_file(path)
     try:
         file = pq.ParquetFile(path, memory_map=True)
         try:
-            return _checked_rows(
-                file.read_row_groups(groups, columns=[column], use_threads=False).column(0),
-                expected, path, groups)
+            table = file.read_row_groups(groups, columns=[column], use_threads=False)
+            return _checked_rows(_only_column(table, column, path), expected, path, groups)
         finally:
             file.close()
     except (OSError, pa.ArrowException) as err:
@@ -1358,11 +1486,18 @@ class ParquetBackend(Backend):
                         "it; use mode='a' to open it or mode='w' to replace it."
                     )
                 if mode == "w":
-                    self._wipe(loc)
-                    _write_json(marker, {"format": FORMAT_NAME, "version": FORMAT_VERSION},
-                                self._settings.fsync)
-                elif st.cleanup and mode != "r":
-                    self._remove_deleted(loc)
+                    self._start_writer(st, loc, create=True)
+                    with st.tx():
+                        self._wipe(loc, st.writer.journal)
+                        _write_json(marker, {"format": FORMAT_NAME, "version": FORMAT_VERSION},
+                                    self._settings.fsync, st.writer.journal)
+                    self._release_if_clean(st)
+                elif mode == "r":
+                    recover_abandoned(loc, os.path.join(loc, _LOCK_FILE), self.describe())
+                elif self._start_writer(st, loc, create=False):
+                    if st.cleanup:
+                        self._remove_deleted(loc)
+                    self._release_if_clean(st)
             elif os.path.isdir(loc) and (found := _find_parquet(loc)):
                 name = os.path.basename(os.path.normpath(loc))
                 self._open_foreign(loc, found, os.path.splitext(name)[0])
@@ -1382,14 +1517,68 @@ class ParquetBackend(Backend):
                     )
                 try:
                     os.makedirs(loc, exist_ok=True)
-                    _write_json(marker, {"format": FORMAT_NAME, "version": FORMAT_VERSION},
-                                self._settings.fsync)
+                    self._start_writer(st, loc, create=True)
+                    with st.tx():
+                        _write_json(marker, {"format": FORMAT_NAME, "version": FORMAT_VERSION},
+                                    self._settings.fsync, st.writer.journal)
+                    self._release_if_clean(st)
                 except OSError as err:
                     raise StoregateError(
                         f"cannot create a parquet store at {loc!r}: {err}."
                     ) from None
             st.root = loc
             st.opened = True
+
+    # ------------------------------------------------------------------ one writer
+    def _start_writer(self, st: _State, loc: str, create: bool) -> bool:
+        """Take the writer lock at a writable open (see the zarr backend's method of the same
+        name): a new store or ``mode='w'`` must get it; an existing store takes it only if it
+        is free, to roll back a killed writer's journal and tidy up, and gives it back unless
+        the open wrote. Returns whether the lock is held."""
+        w = st.writer
+        if w.lock is None:
+            w.lock = WriterLock(os.path.join(loc, _LOCK_FILE), self.describe())
+        if create:
+            w.lock.acquire()
+        elif not w.lock.try_acquire():
+            return False
+        if w.journal is None:
+            DirJournal.recover(loc)
+            w.journal = DirJournal(loc, fsync=self._settings.fsync)
+        return True
+
+    @staticmethod
+    def _release_if_clean(st: _State) -> None:
+        w = st.writer
+        if w.lock is None or (w.journal is not None and w.journal.active) or st.tx.depth:
+            return
+        if any(ph.pending or ph.dirty for ph in st.phases.values()):
+            return
+        w.lock.release()
+        w.journal = None
+
+    def _check_writable(self) -> None:
+        """Refuse writes to a read-only store; take the writer lock at the first write
+        (:class:`~storegate.errors.StoreLockedError` if another writer holds it)."""
+        super()._check_writable()
+        st = self._state()
+        w = st.writer
+        if st.foreign is not None or (w.lock is not None and w.lock.held
+                                      and w.journal is not None):
+            return
+        with st.lock:
+            if not any(ph.pending for ph in st.phases.values()):
+                _discard(st)  # another writer may have changed the store since it was read
+            self._start_writer(st, st.root, create=True)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Backend.transaction`: changes are recorded in an undo journal
+        (``<store>/.sg-journal``) and committed at the end of the outermost block, or at the
+        next :meth:`flush` while appended rows are buffered."""
+        st = self._state()
+        with st.tx():
+            yield
 
     @staticmethod
     def _check_marker(marker: str) -> None:
@@ -1410,10 +1599,15 @@ class ParquetBackend(Backend):
                 f"{raw.get('version')}, newer than this storegate understands; upgrade it."
             )
 
-    def _wipe(self, loc: str) -> None:
+    @staticmethod
+    def _wipe(loc: str, journal: DirJournal | None) -> None:
         for name in os.listdir(loc):
             path = os.path.join(loc, name)
-            if os.path.isdir(path) and not os.path.islink(path):
+            if name in _PRIVATE:
+                continue
+            if journal is not None:
+                journal.remove(path)
+            elif os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
             else:
                 os.unlink(path)
@@ -1533,7 +1727,8 @@ class ParquetBackend(Backend):
 
     def create_data_id(self, data_id: str) -> None:
         st = self._state()
-        with st.lock:
+        # the transaction first, then the state lock: the order every write takes them in
+        with st.tx(), st.lock:
             if self._exists(st, data_id):
                 return
             if self.readonly or st.foreign is not None:
@@ -1542,10 +1737,12 @@ class ParquetBackend(Backend):
                     f"read-only; existing data_ids: {self.data_ids()}."
                 )
             check_name(data_id, "data_id")
+            self._check_writable()
             folder = self._data_dir(st, data_id)
+            journal = st.writer.journal
             for phase in PHASES:
-                os.makedirs(os.path.join(folder, phase), exist_ok=True)
-            _write_json(os.path.join(folder, ATTRS_FILE), {}, self._settings.fsync)
+                _makedirs(os.path.join(folder, phase), journal)
+            _write_json(os.path.join(folder, ATTRS_FILE), {}, self._settings.fsync, journal)
             st.attrs[data_id] = {}
 
     def delete_data_id(self, data_id: str) -> None:
@@ -1563,6 +1760,9 @@ class ParquetBackend(Backend):
                 del st.arena_tokens[akey]
             st.attrs.pop(data_id, None)
             folder = self._data_dir(st, data_id)
+            if st.writer.journal is not None:
+                st.writer.journal.remove(folder)  # kept until the commit
+                return
             trash = os.path.join(st.root, f"{_DELETED_PREFIX}{secrets.token_hex(6)}")
             os.replace(folder, trash)  # atomic: the data_id is gone from here on
             shutil.rmtree(trash, ignore_errors=True)
@@ -1579,7 +1779,7 @@ class ParquetBackend(Backend):
                 try:
                     with open(path, encoding="utf-8") as f:
                         attrs = json.load(f)
-                except (OSError, ValueError) as err:
+                except (OSError, ValueError, RecursionError) as err:
                     raise CorruptStoreError(
                         f"the attributes of data_id {data_id!r} ({path!r}) are damaged ({err}); "
                         "restore the file or write it again with set_attrs."
@@ -1601,7 +1801,7 @@ class ParquetBackend(Backend):
                     f"attributes of data_id {data_id!r} must be JSON-able ({err})."
                 ) from None
             path = os.path.join(self._data_dir(st, data_id), ATTRS_FILE)
-            _atomic_write(path, text.encode("utf-8"), self._settings.fsync)
+            _atomic_write(path, text.encode("utf-8"), self._settings.fsync, st.writer.journal)
             st.attrs[data_id] = json.loads(text)
 
     # ------------------------------------------------------------------ phases and vars
@@ -1619,16 +1819,27 @@ class ParquetBackend(Backend):
         path = os.path.join(self._data_dir(st, data_id), phase)
         mpath = os.path.join(path, MANIFEST)
         try:
-            with open(mpath, encoding="utf-8") as f:
-                text = f.read()
+            if os.path.lexists(mpath) and not os.path.isfile(mpath):
+                # a FIFO behind a link would block the read, a device never end it
+                raise OSError(f"{mpath!r} is not a regular file")
+            with open(mpath, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             man = _Manifest()
         except OSError as err:
             raise CorruptStoreError(f"cannot read the manifest {mpath!r}: {err}.") from None
         else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as err:  # bytes flipped: JSON is always UTF-8
+                raise CorruptStoreError(
+                    f"the manifest {mpath!r} is damaged (not UTF-8 text: {err}); restore it "
+                    "from a backup, or delete the phase directory to drop that phase's data."
+                ) from None
             man = _Manifest.from_json(text, mpath)
         ph = _Phase(data_id, phase, path, man)
-        if st.cleanup and st.writable:
+        lock = st.writer.lock
+        if st.cleanup and st.writable and lock is not None and lock.held:
             self._remove_orphans(ph)
         st.phases[key] = ph
         return ph
@@ -1731,8 +1942,11 @@ class ParquetBackend(Backend):
         lay = ph.layout(var)
         if vm.ragged or not st.arenas.admits(lay.length * vm.row_bytes):
             return None
-        arena = Arena((lay.length, *vm.shape), vm.dtype, lay.chunk_rows,
-                      _filler(st, ph, var))
+        try:
+            arena = Arena((lay.length, *vm.shape), vm.dtype, lay.chunk_rows,
+                          _filler(st, ph, var))
+        except (MemoryError, ValueError):  # no room for it: read without an arena
+            return None
         st.arenas.put(key, arena)
         st.arena_tokens[key] = token
         return arena
@@ -1779,6 +1993,12 @@ class ParquetBackend(Backend):
                 if vm.ragged:
                     return self._read_ragged(st, ph, vm, lay, var, index)
                 return self._read_regular(st, ph, vm, lay, var, index)
+            except CorruptStoreError as err:
+                if f"var {var!r}" in str(err):
+                    raise
+                # a damaged data file: say which var could not be read, not only which file
+                raise CorruptStoreError(
+                    f"var {var!r} of {data_id}/{phase} cannot be read: {err}") from None
             except _MissingFile as err:
                 # another process replaced files since this one read the manifest: reload once
                 with st.lock:
@@ -1833,7 +2053,14 @@ class ParquetBackend(Backend):
                 if isinstance(index, int):
                     return out.reshape(shape)
                 return out if step == 1 else out[::step].copy()
-        out = np.empty((stop - start, *shape), dtype=dtype)
+        try:
+            out = np.empty((stop - start, *shape), dtype=dtype)
+        except (MemoryError, ValueError) as err:
+            raise InvalidArgumentError(
+                f"reading {stop - start} rows of var {var!r} ({ph.data_id}/{ph.name}) needs "
+                f"{(stop - start) * vm.row_bytes} bytes of memory, which cannot be allocated "
+                f"({type(err).__name__}: {err}); read it in slices. If the var should not be "
+                "this large, the manifest is damaged: run `storegate check`.") from None
         _filler(st, ph, var)(start, stop, out)
         if isinstance(index, int):
             return out.reshape(shape)
@@ -1911,6 +2138,7 @@ class ParquetBackend(Backend):
             for ph in list(st.phases.values()):
                 if ph.pending or ph.dirty:
                     self._flush(st, ph)
+            st.tx.commit()
 
     def append(self, data_id: str, phase: str, var: str, data: Any) -> None:
         self._check_writable()
@@ -2133,7 +2361,7 @@ class ParquetBackend(Backend):
                           for a, f in zip(arrays, fields, strict=True)]
                 new_name = _new_file_name(man)
                 _write_parquet(ph.path, new_name, fields, arrays, list(fm.row_groups),
-                               st.settings)
+                               st.settings, st.writer.journal)
                 written.append(new_name)
                 replaced.append(old_name)
                 man.files[new_name] = _FileMeta(fm.rows, list(fm.row_groups), cols, values)
@@ -2329,12 +2557,12 @@ class ParquetBackend(Backend):
         st = self._state(open_store=False)
         self.flush()
         with st.lock:
-            _forget_files(st, list(st.handles))
-            st.rgcache.clear()
-            st.arenas.clear()
-            st.arena_tokens.clear()
-            st.phases.clear()
-            st.attrs.clear()
+            _discard(st)  # flushed above: nothing pending is lost
+            if os.getpid() == st.pid and not st.tx.depth:
+                w = st.writer
+                if w.lock is not None:
+                    w.lock.release()
+                w.journal = None
 
     # ------------------------------------------------------------------ health check, sizes
     def _var_files(self, data_id: str, phase: str,
@@ -2393,6 +2621,13 @@ class ParquetBackend(Backend):
                 footer_rows = None
                 continue
             try:
+                _regular_file(path)
+                with open(path, "rb") as f:
+                    head = f.read(4)
+                if head != b"PAR1":  # pyarrow reads the footer only and never looks here
+                    problems.append(f"data file {name} does not start with the Parquet magic "
+                                    f"bytes ({head!r} instead of b'PAR1'; {rows}): it was "
+                                    "overwritten or damaged")
                 md = pq.read_metadata(path)
                 schema = md.schema.to_arrow_schema()
             except Exception as err:
@@ -2448,6 +2683,7 @@ class ParquetBackend(Backend):
         for name, fm in files:
             column = fm.columns.get(var)
             try:
+                _regular_file(os.path.join(folder, name))
                 md = pq.read_metadata(os.path.join(folder, name))
             except Exception:
                 return None
@@ -2483,8 +2719,11 @@ def _foreign_var(fld: Any) -> tuple[_VarMeta | None, str]:
     if _DTYPE_KEY in md and _SHAPE_KEY in md:  # written by storegate: exact dtype and shape
         try:
             dtype = check_storable_dtype(np.dtype(md[_DTYPE_KEY].decode()))
-            item = tuple(int(s) for s in json.loads(md[_SHAPE_KEY].decode()))
-        except (ValueError, TypeError, StoregateError):
+            item = tuple(json.loads(md[_SHAPE_KEY].decode()))
+            if not all(type(s) is int and 0 <= s <= _MAX_MANIFEST_COUNT for s in item) or int(
+                    np.prod(item, dtype=object)) * dtype.itemsize > _MAX_ROW_BYTES:
+                raise ValueError(item)
+        except (ValueError, TypeError, StoregateError, RecursionError):
             return None, "its storegate metadata is damaged"
         return _VarMeta(dtype, item, bool(md.get(_RAGGED_KEY)), []), ""
     ragged = False

@@ -58,6 +58,8 @@ from ..arrays import cast_for_write, check_row_shape
 from ..errors import (
     CorruptStoreError,
     DataIdNotFoundError,
+    DtypeError,
+    InvalidArgumentError,
     ShapeMismatchError,
     StoregateError,
     StoreNotFoundError,
@@ -69,7 +71,9 @@ from ..phases import PHASES, check_phase
 from ..ragged import RaggedArray
 from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
+from .journal import JOURNAL_DIR, DirJournal, Transactions, Writer, recover_abandoned
 from .lifecycle import flush_at_exit, remove_own_tmpdir
+from .locking import WriterLock
 
 __all__ = ["ZarrBackend"]
 
@@ -78,7 +82,103 @@ logger = logging.getLogger(__name__)
 _MODES = ("r", "r+", "a", "w", "w-")
 _META = "storegate"
 _OLD_PREFIX = ".sg-old-"
+_LOCK_FILE = ".sg-lock"
+_PRIVATE = (_LOCK_FILE, JOURNAL_DIR)
 DEFAULT_CHUNK_BYTES = 4 << 20
+
+
+def _journaled_store_class() -> Any:
+    """A zarr ``LocalStore`` whose writes and deletes go through the backend's undo journal
+    (:mod:`storegate.backends.journal`) and never through symbolic links leaving the store."""
+    from zarr.storage import LocalStore
+
+    class JournaledLocalStore(LocalStore):
+        writer: Writer | None = None
+
+        def _journal(self) -> DirJournal | None:
+            w = self.writer
+            return None if w is None else w.journal
+
+        async def set(self, key: str, value: Any) -> None:
+            j = self._journal()
+            if j is not None:
+                j.before_write(key)
+            await super().set(key, value)
+
+        async def set_if_not_exists(self, key: str, value: Any) -> None:
+            j = self._journal()
+            if j is not None and not os.path.exists(os.path.join(str(self.root), key)):
+                j.before_write(key)
+            await super().set_if_not_exists(key, value)
+
+        async def delete(self, key: str) -> None:
+            j = self._journal()
+            if j is None:
+                await super().delete(key)
+                return
+            self._check_writable()
+            j.remove(key)
+
+        async def delete_dir(self, prefix: str) -> None:
+            if not prefix.strip("/"):
+                await self.clear()  # the whole store, but never the lock and journal
+                return
+            j = self._journal()
+            if j is None:
+                await super().delete_dir(prefix)
+                return
+            self._check_writable()
+            if os.path.isdir(os.path.join(str(self.root), prefix)):
+                j.remove(prefix)
+
+        # storegate's own files (the lock, the journal) are not part of the zarr hierarchy
+        async def list(self) -> Any:
+            async for key in super().list():
+                if not key.startswith(_PRIVATE):
+                    yield key
+
+        async def list_prefix(self, prefix: str) -> Any:
+            async for key in super().list_prefix(prefix):
+                if not key.startswith(_PRIVATE):
+                    yield key
+
+        async def list_dir(self, prefix: str) -> Any:
+            top = not prefix.strip("/")
+            async for key in super().list_dir(prefix):
+                # a write's temporary (``*.partial``, left by a kill) is no zarr node either
+                if not (top and key.startswith(_PRIVATE)) and not key.endswith(".partial"):
+                    yield key
+
+        async def clear(self) -> None:
+            self._check_writable()
+            j = self._journal()
+            root = str(self.root)
+            for name in os.listdir(root):
+                if name in (_LOCK_FILE, JOURNAL_DIR):
+                    continue
+                if j is not None:
+                    j.remove(name)
+                elif os.path.isdir(os.path.join(root, name)):
+                    shutil.rmtree(os.path.join(root, name))
+                else:
+                    os.unlink(os.path.join(root, name))
+
+        def with_read_only(self, read_only: bool = False) -> Any:
+            other = type(self)(root=self.root, read_only=read_only)
+            other.writer = None if read_only else self.writer
+            return other
+
+    return JournaledLocalStore
+
+
+_STORE_CLASS: Any = None
+
+
+def _store_class() -> Any:
+    global _STORE_CLASS
+    if _STORE_CLASS is None:
+        _STORE_CLASS = _journaled_store_class()
+    return _STORE_CLASS
 
 
 def _next_pow2(n: int) -> int:
@@ -161,6 +261,7 @@ class _Files:
 
         self.fs: Any = None
         self.root: str | None = None
+        self.writer: Writer | None = getattr(store, "writer", None)
         if isinstance(store, LocalStore):
             self.root = str(store.root)
         elif isinstance(store, FsspecStore):
@@ -184,13 +285,20 @@ class _Files:
 
     def move(self, src: str, dst: str) -> None:
         if self.fs is None:
+            j = self.writer.journal if self.writer is not None else None
+            if j is not None:
+                j.before_rename(src, dst)
             os.replace(self._p(src), self._p(dst))
         else:
             self.fs.mv(self._p(src), self._p(dst), recursive=True)
 
     def remove(self, rel: str) -> None:
         if self.fs is None:
-            shutil.rmtree(self._p(rel), ignore_errors=True)
+            j = self.writer.journal if self.writer is not None else None
+            if j is not None:
+                j.remove(rel)
+            else:
+                shutil.rmtree(self._p(rel), ignore_errors=True)
         elif self.fs.exists(self._p(rel)):
             self.fs.rm(self._p(rel), recursive=True)
 
@@ -256,23 +364,54 @@ class _Settings:
     io_threads: int = 16
 
 
-def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: int) -> None:
-    """Write buffered rows (when a backend is collected, and at interpreter exit)."""
+def _flush_all(phases: dict[tuple[str, str], _Phase], settings: _Settings, pid: int,
+               tx: Transactions | None = None) -> None:
+    """Write buffered rows and commit (when a backend is collected, and at interpreter exit)."""
     if os.getpid() != pid:
         return
     if threading.current_thread().name == "zarr_io":
         # garbage collection ran inside zarr's event-loop thread, where zarr's synchronous API
         # cannot be called: write from a thread of our own (non-daemon, so it finishes)
-        threading.Thread(target=_flush_all, args=(phases, settings, pid),
+        threading.Thread(target=_flush_all, args=(phases, settings, pid, tx),
                          name="storegate-flush").start()
         return
+    failed = False
     for (_, _), ph in list(phases.items()):
         for name, var in list(ph.vars.items()):
             if var.pending:
                 try:
                     _flush_var(ph, name, var, settings)
                 except Exception:  # pragma: no cover - best effort at exit
+                    failed = True
                     logger.exception("storegate: could not flush var %r at exit", name)
+    if tx is not None and not failed:
+        try:
+            tx.commit()
+        except Exception:  # pragma: no cover - best effort at exit
+            logger.exception("storegate: could not commit at exit")
+
+
+def _discard(phases: dict[tuple[str, str], _Phase], cache: ArenaCache) -> None:
+    """Forget everything this process knows of the store (after a rollback: reload it)."""
+    for ph in phases.values():
+        for v in ph.vars.values():
+            _drop_io(v)
+    phases.clear()
+    cache.clear()
+
+
+def _buffered(phases: dict[tuple[str, str], _Phase]) -> bool:
+    return any(v.pending for ph in phases.values() for v in ph.vars.values())
+
+
+def _check_dtype(dtype: np.dtype, var: str) -> None:
+    """Refuse, before anything is buffered, a dtype zarr cannot store (long double)."""
+    if (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16):
+        smaller = "c16" if dtype.kind == "c" else "f8"
+        raise DtypeError(
+            f"var {var!r} has dtype {dtype} (extended precision), which zarr cannot store; "
+            f"convert it first, e.g. data.astype('{smaller}')."
+        )
 
 
 def _create_array(ph: _Phase, name: str, var: _Var, settings: _Settings, rows: int) -> None:
@@ -345,6 +484,9 @@ def _write_rows(var: _Var, block: np.ndarray, io_threads: int = 16) -> None:
         _filler(var, io_threads)
     try:
         if var.rows_reader is not None and var.array.fill_value == 0:
+            writer = getattr(var.array.store, "writer", None)
+            var.rows_reader.before_write = (writer.journal.before_write
+                                            if writer is not None and writer.journal else None)
             var.rows_reader.write_range(start, block)
             var.array.resize(shape)
             return
@@ -410,6 +552,201 @@ def _drop_io(var: _Var) -> None:
         descriptors.forget(directory)
 
 
+#: An array whose metadata claims more bytes than this is damaged: no store holds 64 PiB in one
+#: var, and numpy could not index it (a crafted ``zarr.json`` claiming 10**18 rows).
+_MAX_CLAIMED_BYTES = 1 << 56
+#: Above this many chunks along axis 0, gathers of compressed vars decode chunk by chunk
+#: (zarr's orthogonal indexing allocates per-chunk counters for the whole array).
+_MAX_ZARR_GATHER_CHUNKS = 1 << 22
+
+
+def _array_problem(arr: Any) -> str | None:
+    """What makes a zarr array unreadable as a storegate var, from its metadata alone (no
+    I/O), or ``None``: not an array, no row axis, chunk shapes that do not fit the shape (zero
+    rows per chunk reads every row from the wrong place), a dtype storegate does not store,
+    or a claimed size no store can hold."""
+    import zarr
+
+    from ..arrays import check_storable_dtype
+
+    if not isinstance(arr, zarr.Array):
+        return "it is a group, not an array"
+    try:
+        shape = tuple(int(s) for s in arr.shape)
+        chunks = tuple(int(c) for c in arr.chunks)
+        dtype = np.dtype(arr.dtype)
+    except Exception as err:  # an irregular chunk grid, a dtype numpy lacks
+        return f"its metadata cannot be used ({type(err).__name__}: {err})"
+    if not shape:
+        return "it is a 0-d array; a var needs a row axis"
+    if len(chunks) != len(shape) or any(c < 1 for c in chunks):
+        return (f"its chunk shape {chunks} does not fit its shape {shape} (every chunk must "
+                "hold at least one element along each axis)")
+    if any(s < 0 for s in shape):
+        return f"its shape {shape} is negative"
+    try:
+        check_storable_dtype(dtype)
+    except StoregateError:
+        return (f"its dtype {dtype} is not one storegate stores (numbers and bools only; "
+                "object and string arrays are refused)")
+    items = 1
+    for s in shape:
+        items *= s
+    if items * dtype.itemsize > _MAX_CLAIMED_BYTES:
+        return (f"its metadata claims shape {shape} of {dtype} ({items * dtype.itemsize} "
+                "bytes), more than any store holds")
+    return None
+
+
+def _check_metadata_files(group: Any, rel: str) -> None:
+    """Refuse the metadata files of array ``rel`` of ``group`` (a local store) that are not
+    regular files, before zarr reads them: a link to ``/dev/zero`` would be read until memory
+    runs out, a FIFO would block."""
+    from zarr.storage import LocalStore
+
+    store = getattr(group, "store", None)
+    if not isinstance(store, LocalStore):
+        return
+    base = os.path.join(str(store.root), str(group.path), rel)
+    for name in ("zarr.json", ".zarray", ".zattrs"):
+        path = os.path.join(base, name)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            raise ValueError(f"{name} is not a regular file (a device, FIFO or directory, "
+                             "possibly behind a symbolic link)")
+
+
+def _sparse(arr: Any) -> bool:
+    """Whether chunk files of an array may be missing (then read as the fill value): arrays
+    of ``create_empty`` (marked ``sparse``), whose unwritten rows have none, and zarr format 2
+    arrays (multiml's zarr skipped chunks holding only the fill value). Every chunk of other
+    arrays is written, so a missing one is damage."""
+    if getattr(arr.metadata, "zarr_format", 3) == 2:
+        return True
+    try:
+        own = arr.attrs.get(_META)
+    except Exception:
+        return True
+    return isinstance(own, dict) and bool(own.get("sparse"))
+
+
+def _chunk_guard(arr: Any, missing_ok: bool = True) -> Any:
+    """For an array read through zarr from a local directory: ``verify(chunks)``, which checks
+    the chunk files of the given chunk numbers (along axis 0) before zarr reads them, or
+    ``None`` when there is nothing to check. Each file must be a regular file (zarr would read a
+    FIFO or ``/dev/zero`` behind a symbolic link forever) and, for blosc, as long as its frame
+    header says (blosc decodes a truncated frame past its end: garbage, or a crash). A missing
+    file is damage unless ``missing_ok`` (see :func:`_sparse`); then zarr reads the fill value.
+    """
+    import itertools
+    import stat
+
+    from zarr.storage import LocalStore
+
+    if not isinstance(arr.store, LocalStore):
+        return None
+    meta = arr.metadata
+    if meta.zarr_format == 3:
+        from zarr.codecs import BloscCodec, BytesCodec
+
+        codecs = list(meta.codecs)
+        if not codecs or not isinstance(codecs[0], BytesCodec):
+            return None  # sharded or otherwise nested: chunk files are not chunks
+        blosc = len(codecs) == 2 and isinstance(codecs[1], BloscCodec)
+    else:
+        blosc = not meta.filters and getattr(meta.compressor, "codec_id", None) == "blosc"
+    base = os.path.join(str(arr.store.root), arr.path)
+    counts = [-(-int(s) // int(c)) for s, c in zip(arr.shape[1:], arr.chunks[1:], strict=True)]
+    rest = list(itertools.product(*(range(n) for n in counts)))
+    if len(rest) > 4096:
+        return None
+    done: set[int] = set()
+
+    def verify(chunks: Any) -> None:
+        for c in chunks:
+            c = int(c)
+            if c in done:
+                continue
+            for r in rest:
+                key = meta.encode_chunk_key((c, *r))
+                path = os.path.join(base, key)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    if missing_ok:
+                        continue
+                    raise CorruptStoreError(
+                        f"chunk file {key} of var {arr.path!r} is missing, but every chunk of "
+                        "it was written; the store was modified outside storegate (run "
+                        "`storegate check` on it).") from None
+                except OSError as err:
+                    raise CorruptStoreError(
+                        f"chunk file {key} of var {arr.path!r} cannot be read ({err}); run "
+                        "`storegate check` on the store.") from None
+                if not stat.S_ISREG(st.st_mode):
+                    raise CorruptStoreError(
+                        f"chunk file {key} of var {arr.path!r} is not a regular file (a "
+                        "device, FIFO or directory, possibly behind a symbolic link); the store "
+                        "was modified outside storegate. Restore the chunk file.")
+                if blosc:
+                    with open(path, "rb") as f:
+                        head = f.read(16)
+                    want = int.from_bytes(head[12:16], "little") if len(head) == 16 else -1
+                    if want != st.st_size:
+                        raise CorruptStoreError(
+                            f"chunk file {key} of var {arr.path!r} is truncated or overwritten "
+                            f"({st.st_size} bytes; its blosc header records {max(want, 0)}); "
+                            "run `storegate check` on the store.")
+            done.add(c)
+
+    return verify
+
+
+def _decode_error(arr: Any, err: Exception) -> CorruptStoreError:
+    """A zarr/codec failure while reading an array, as a ``CorruptStoreError`` naming the var
+    (not the rows: ``storegate check`` merges identical messages of neighbouring blocks)."""
+    return CorruptStoreError(
+        f"var {arr.path!r} cannot be decoded ({type(err).__name__}: {err}); a chunk file or the "
+        "array metadata is damaged. Run `storegate check` on the store.")
+
+
+def _zarr_gather(arr: Any, index: np.ndarray, guard: Any) -> np.ndarray:
+    """Rows at ``index`` through zarr, each touched chunk checked by ``guard`` first; chunk by
+    chunk when the array has very many chunks (zarr's orthogonal indexing would allocate
+    counters for all of them)."""
+    rows = int(arr.chunks[0])
+    try:
+        if guard is not None:
+            guard(np.unique(index // rows))
+        if -(-int(arr.shape[0]) // rows) <= _MAX_ZARR_GATHER_CHUNKS:
+            return np.asarray(arr.oindex[index])
+        uniq, inverse = np.unique(index, return_inverse=True)
+        out = np.empty((uniq.shape[0], *arr.shape[1:]), dtype=arr.dtype)
+        chunk = uniq // rows
+        cuts = np.flatnonzero(np.diff(chunk)) + 1
+        for seg in np.split(np.arange(uniq.shape[0]), cuts):
+            lo, hi = int(uniq[seg[0]]), int(uniq[seg[-1]]) + 1
+            out[seg] = np.asarray(arr[lo:hi])[uniq[seg] - lo]
+        return np.take(out, inverse.reshape(-1), axis=0)
+    except StoregateError:
+        raise
+    except Exception as err:
+        raise _decode_error(arr, err) from None
+
+
+def _alloc_rows(var: _Var, n: int, key: tuple[str, str, str]) -> np.ndarray:
+    """An uninitialised buffer for ``n`` rows of a var, or a clear error when it cannot be
+    allocated (a read of more rows than fit in memory, or of a var whose metadata lies)."""
+    try:
+        return np.empty((n, *var.row_shape), dtype=var.dtype)
+    except (MemoryError, ValueError) as err:
+        size = n * var.row_bytes
+        raise InvalidArgumentError(
+            f"reading {n} rows of var {'/'.join(key)!r} needs {size} bytes of memory, which "
+            f"cannot be allocated ({type(err).__name__}: {err}); read it in slices. If the var "
+            "should not be this large, its metadata is damaged: run `storegate check`."
+        ) from None
+
+
 def _filler(var: _Var, io_threads: int) -> None:
     """Set a var's readers: ``filler(start, stop, out)`` for ranges and, for uncompressed local
     chunks, ``rows_reader`` (a :class:`~storegate.backends.chunkio.RawChunkFiles`) that reads
@@ -418,9 +755,22 @@ def _filler(var: _Var, io_threads: int) -> None:
     """
     arr = var.array
     base = _raw_chunk_dir(arr)
+    missing_ok = _sparse(arr)
     if base is None:
+        guard = _chunk_guard(arr, missing_ok)
+        rows = max(1, int(arr.chunks[0]))
+
         def via_zarr(start: int, stop: int, out: np.ndarray) -> None:
-            out[...] = arr[start:stop]
+            try:
+                if guard is not None and stop > start:
+                    guard(range(start // rows, (stop - 1) // rows + 1))
+                out[...] = arr[start:stop]
+            except StoregateError:
+                raise
+            except Exception as err:
+                raise _decode_error(arr, err) from None
+
+        via_zarr.guard = guard  # type: ignore[attr-defined]  # for gathers (_zarr_gather)
 
         var.filler, var.rows_reader = via_zarr, None
         return
@@ -434,7 +784,7 @@ def _filler(var: _Var, io_threads: int) -> None:
 
     reader = RawChunkFiles(chunk_path, int(arr.shape[0]), int(arr.chunks[0]),
                            tuple(arr.shape[1:]), np.dtype(arr.dtype), io_threads=io_threads,
-                           name=f"var {arr.path!r}", directory=base)
+                           name=f"var {arr.path!r}", directory=base, missing_ok=missing_ok)
     var.filler, var.rows_reader = reader.read_range, reader
 
 
@@ -542,12 +892,17 @@ class ZarrBackend(Backend):
         self._phases: dict[tuple[str, str], _Phase] = {}
         self._cache = ArenaCache(self._settings.cache_bytes)
         self._batch = threading.local()  # read_many: arenas whose background fill waits
+        self._writer = Writer()
+        writer, phases = self._writer, self._phases
+        cache = self._cache
+        self._tx = Transactions(lambda: writer.journal, lambda: _buffered(phases),
+                                functools.partial(_discard, phases, cache))
         self._finalizer = weakref.finalize(
-            self, _flush_all, self._phases, self._settings, self._pid
+            self, _flush_all, self._phases, self._settings, self._pid, self._tx
         )
         self._finalizer.atexit = False  # exit is handled by lifecycle.flush_at_exit
         flush_at_exit(self, functools.partial(_flush_all, self._phases, self._settings,
-                                              self._pid))
+                                              self._pid, self._tx))
 
     def _check_pid(self) -> None:
         if os.getpid() != self._pid:
@@ -588,7 +943,7 @@ class ZarrBackend(Backend):
         if v.rows_reader is not None:
             v.rows_reader.read_rows(index, out)
         else:
-            out[...] = np.asarray(v.array.oindex[index])
+            out[...] = _zarr_gather(v.array, index, getattr(v.filler, "guard", None))
 
     def __getstate__(self) -> dict[str, Any]:
         if os.getpid() == self._pid:
@@ -635,18 +990,29 @@ class ZarrBackend(Backend):
                     loc, storage_options=s.storage_options, read_only=self.readonly
                 )
             else:
-                from zarr.storage import LocalStore
-
                 if self.readonly and not os.path.isdir(loc):
                     raise StoreNotFoundError(
                         f"no zarr store at {loc!r} (mode='r' opens existing stores only); check "
                         "the path or open with mode='a' to create it."
                     )
-                store = LocalStore(loc, read_only=self.readonly)
-            kwargs: dict[str, Any] = {"mode": self._mode}
+                store = _store_class()(loc, read_only=self.readonly)
+                if not self.readonly:
+                    self._start_writer(store, loc)
+                else:
+                    recover_abandoned(loc, os.path.join(loc, _LOCK_FILE), self.describe())
+            # 'w-' was checked above (the directory now holds the lock file, which zarr's own
+            # check would count as existing data)
+            kwargs: dict[str, Any] = {"mode": "w" if self._mode == "w-" and not is_url
+                                      else self._mode}
             if self._mode in ("w", "w-") or not self._exists(store):
                 kwargs["zarr_format"] = s.zarr_format
-            root = zarr.open_group(store=store, **kwargs)
+            if getattr(store, "writer", None) is not None and self._writer.journal is not None:
+                with self._tx():  # creating or wiping the store is one unit too
+                    root = zarr.open_group(store=store, **kwargs)
+                    if _META not in root.attrs:
+                        root.attrs[_META] = {"format": 1}
+            else:
+                root = zarr.open_group(store=store, **kwargs)
         except StoregateError:
             raise
         except (GroupNotFoundError, FileNotFoundError) as err:
@@ -671,9 +1037,77 @@ class ZarrBackend(Backend):
             ) from None
         self._root = root
         self._files = _Files(root.store, s.location, s.storage_options)
-        if not self.readonly and _META not in root.attrs:
-            root.attrs[_META] = {"format": 1}
+        if not self.readonly and self._writer.lock is None and _META not in root.attrs:
+            root.attrs[_META] = {"format": 1}  # a remote store (no lock, no journal)
+        if self._writer.lock is not None and self._writer.lock.held and self._mode == "a":
+            self._release_if_clean()
         return root
+
+    # ------------------------------------------------------------------ one writer
+    def _start_writer(self, store: Any, loc: str) -> None:
+        """At a writable open of a local store: take the writer lock if it is free, roll back
+        a journal a killed writer left, and keep the lock only when the open itself writes
+        (a new store, ``mode='w'``/``'w-'``); otherwise it is taken again at the first write,
+        so a process that opens with the default mode only to read never blocks a writer."""
+        if self._mode in ("a", "w", "w-"):
+            os.makedirs(loc, exist_ok=True)
+        elif not os.path.isdir(loc):
+            return  # 'r+' of a missing store: zarr raises the proper error
+        lock = self._writer.lock or WriterLock(os.path.join(loc, _LOCK_FILE), self.describe())
+        self._writer.lock = lock
+        exists = any(os.path.exists(os.path.join(loc, m)) for m in ("zarr.json", ".zgroup"))
+        if self._mode == "w-" and (exists or any(n not in _PRIVATE for n in os.listdir(loc))):
+            raise StoregateError(
+                f"a store (or other data) already exists at {loc!r} and mode='w-' refuses to "
+                "overwrite it; use mode='a' to open it or mode='w' to replace it.")
+        creating = self._mode in ("w", "w-") or not exists
+        if creating:
+            lock.acquire()
+        elif not lock.try_acquire():
+            store.writer = self._writer  # the journal is enabled when the lock is taken
+            return
+        self._enable_journal(store, loc)
+
+    def _enable_journal(self, store: Any, loc: str) -> None:
+        w = self._writer
+        if w.journal is None:
+            DirJournal.recover(loc)  # a writer killed before its commit: back to that commit
+            w.journal = DirJournal(loc)
+        store.writer = w
+
+    def _release_if_clean(self) -> None:
+        """Give the lock back after an open that wrote nothing (see :meth:`_start_writer`)."""
+        w = self._writer
+        if w.lock is None or (w.journal is not None and w.journal.active) or self._tx.depth:
+            return
+        w.lock.release()
+        w.journal = None
+
+    def _check_writable(self) -> None:
+        """Refuse writes to a read-only store; take the writer lock (and enable the undo
+        journal) at the first write, raising :class:`~storegate.errors.StoreLockedError` if
+        another writer holds the store."""
+        super()._check_writable()
+        if self._root is None:
+            self._open_root()
+        w = self._writer
+        if w.lock is None or (w.lock.held and w.journal is not None):
+            return
+        w.lock.acquire()
+        # another writer may have changed the store since this process read it
+        if not _buffered(self._phases):
+            _discard(self._phases, self._cache)
+        store = self._root.store
+        self._enable_journal(store, str(store.root))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """See :meth:`Backend.transaction`: local stores record changes in an undo journal
+        (``<store>/.sg-journal``) committed at the end of the outermost block, or at the next
+        :meth:`flush` while appended rows are buffered. Remote stores (fsspec URLs) have no
+        journal: each object write is atomic, a group of them is not."""
+        with self._tx():
+            yield
 
     @classmethod
     def guess_can_open(cls, location: str) -> bool:
@@ -732,9 +1166,11 @@ class ZarrBackend(Backend):
                 f"data_id {data_id!r} does not exist in {self.describe()}, which is open "
                 f"read-only; existing data_ids: {self.data_ids()}."
             )
-        group = root.require_group(data_id)
-        for phase in PHASES:
-            group.require_group(phase).attrs[_META] = {"var_order": []}
+        self._check_writable()
+        with self._tx():
+            group = root.require_group(data_id)
+            for phase in PHASES:
+                group.require_group(phase).attrs[_META] = {"var_order": []}
 
     def delete_data_id(self, data_id: str) -> None:
         self._check_writable()
@@ -770,18 +1206,29 @@ class ZarrBackend(Backend):
             self._check_writable()
             pgroup = group.require_group(phase)
             pgroup.attrs[_META] = {"var_order": []}
-        if not self.readonly:
-            self._recover(data_id, phase)
+        lock = self._writer.lock
+        holding = not self.readonly and (lock is None or lock.held)
+        if holding:
+            with self._tx():
+                self._recover(data_id, phase)
         meta = pgroup.attrs.get(_META) or {}
         order = meta.get("var_order") if isinstance(meta, dict) else None
         if not isinstance(order, list):  # a store storegate did not write (multiml)
-            order = sorted(k for k in pgroup.array_keys() if not k.startswith("."))
+            try:
+                order = sorted(k for k in pgroup.array_keys() if not k.startswith("."))
+            except Exception:  # an array whose metadata zarr refuses: list it by its files,
+                rel = f"{data_id}/{phase}"  # and reading it names the problem (_var)
+                fs = self._files
+                order = [] if fs is None else [
+                    c for c in fs.children(rel) if not c.startswith(".")
+                    and any(fs.exists(f"{rel}/{c}/{m}") for m in (".zarray", "zarr.json"))]
         ph = _Phase(pgroup, [str(v) for v in order])
         ragged = meta.get("ragged") if isinstance(meta, dict) else None
         ph.ragged = {str(v) for v in ragged} if isinstance(ragged, list) else set()
         files = self._files
-        if self.readonly and files is not None and files.supported:
-            # cannot recover: read what the recovery would restore
+        if not holding and files is not None and files.supported:
+            # cannot recover (read-only, or another process may be writing): read what the
+            # recovery would restore
             rel = f"{data_id}/{phase}"
             try:
                 back = self._interrupted(rel, files.children(rel)) or []
@@ -846,7 +1293,9 @@ class ZarrBackend(Backend):
                 f"var {var!r} does not exist in data_id {data_id!r}, phase {phase!r} of "
                 f"{self.describe()}; vars there: {ph.order}."
             )
+        problem: str | None
         try:
+            _check_metadata_files(ph.group, ph.redirect.get(var, var))
             arr = ph.group[ph.redirect.get(var, var)]
         except KeyError:
             raise CorruptStoreError(
@@ -854,6 +1303,16 @@ class ZarrBackend(Backend):
                 "is missing; the store was modified outside storegate. Delete the var or "
                 "restore its files."
             ) from None
+        except Exception as err:  # metadata zarr refuses (bad shape, codec, dtype, chunks)
+            arr, problem = None, f"its metadata cannot be read ({type(err).__name__}: {err})"
+        else:
+            problem = _array_problem(arr)
+        if problem is not None:
+            raise CorruptStoreError(
+                f"var {var!r} in {data_id}/{phase} of {self.describe()} cannot be read: "
+                f"{problem}. The store was modified outside storegate or written by another "
+                "tool; run `storegate check` on it, and restore or delete the var."
+            )
         v = _Var(np.dtype(arr.dtype), tuple(arr.shape[1:]), arr, int(arr.chunks[0]))
         ph.vars[var] = v
         return v
@@ -898,13 +1357,28 @@ class ZarrBackend(Backend):
         assert self._files is not None
         meta = "zarr.json" if zarr_format == 3 else ".zarray"
         try:
-            with open(self._files._p(f"{rel}/{meta}"), "rb") as f:
-                doc = json.loads(f.read())
+            path = self._files._p(f"{rel}/{meta}")
+            if not os.path.isfile(path):  # a FIFO or device behind a link would never end
+                return None
+            with open(path, "rb") as f:
+                doc = json.loads(f.read(1 << 24))
             shape = doc["shape"]
-            if zarr_format == 3 and doc.get("node_type") != "array":
+            if zarr_format == 3:
+                if doc.get("node_type") != "array":
+                    return None
+                chunks = doc["chunk_grid"]["configuration"]["chunk_shape"]
+            else:
+                chunks = doc["chunks"]
+            # anything unusual is left to zarr and _array_problem, which name the problem
+            if not (isinstance(shape, list) and isinstance(chunks, list) and shape
+                    and len(chunks) == len(shape)
+                    and all(type(s) is int and s >= 0 for s in shape)
+                    and all(type(c) is int and c >= 1 for c in chunks)
+                    and int(np.prod([max(1, s) for s in shape], dtype=object))
+                    <= _MAX_CLAIMED_BYTES):
                 return None
             return int(shape[0])
-        except (OSError, ValueError, KeyError, TypeError, IndexError):
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None  # missing or damaged: zarr raises the proper error
 
     # ------------------------------------------------------------------ reads
@@ -925,9 +1399,12 @@ class ZarrBackend(Backend):
         if v.filler is None:
             _filler(v, self._settings.io_threads)
         reader = v.rows_reader
-        arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler,
-                      reader.read_rows if reader is not None else None,
-                      reader.cached if reader is not None else None)
+        try:
+            arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler,
+                          reader.read_rows if reader is not None else None,
+                          reader.cached if reader is not None else None)
+        except (MemoryError, ValueError):  # no room for it: read without an arena
+            return None
         self._cache.put(key, arena)
         return arena
 
@@ -951,10 +1428,10 @@ class ZarrBackend(Backend):
             if v.filler is None:
                 _filler(v, self._settings.io_threads)
             if v.rows_reader is not None:  # larger than the arena budget: rows, not chunks
-                out = np.empty((index.size, *v.row_shape), dtype=v.dtype)
+                out = _alloc_rows(v, index.size, key)
                 v.rows_reader.read_rows(index, out)
                 return out
-            return np.asarray(v.array.oindex[index])
+            return _zarr_gather(v.array, index, getattr(v.filler, "guard", None))
         if isinstance(index, int):
             start, stop, step = index, index + 1, 1
         else:
@@ -965,7 +1442,7 @@ class ZarrBackend(Backend):
         if arena is not None and arena.covers(start, stop):
             out = arena.buf[index]
             return np.array(out, copy=True)
-        out = np.empty((stop - start, *v.row_shape), dtype=v.dtype)
+        out = _alloc_rows(v, stop - start, key)
         if v.filler is None:
             _filler(v, self._settings.io_threads)
         v.filler(start, stop, out)
@@ -986,6 +1463,7 @@ class ZarrBackend(Backend):
         if v is None:
             if data.dtype.kind not in "biufc":
                 raise ShapeMismatchError(f"cannot store dtype {data.dtype} in var {var!r}.")
+            _check_dtype(data.dtype, var)
             v = _Var(np.dtype(data.dtype), tuple(data.shape[1:]))
             ph.vars[var] = v
             if var not in ph.order and not var.startswith("."):  # dotted: storegate's temporaries
@@ -1030,6 +1508,8 @@ class ZarrBackend(Backend):
             _commit_order(ph)
 
     def flush(self) -> None:
+        """Write buffered rows and commit (outside a :meth:`transaction` block; inside one,
+        the block's end commits)."""
         if os.getpid() != self._pid or self._root is None:
             return
         for (data_id, phase), ph in list(self._phases.items()):
@@ -1037,6 +1517,7 @@ class ZarrBackend(Backend):
                 if v.pending:
                     _flush_var(ph, name, v, self._settings)
                     self._cache.drop((data_id, phase, name))
+        self._tx.commit()
 
     def write(self, data_id: str, phase: str, var: str, index: Index, data: Any) -> None:
         self._check_writable()
@@ -1072,12 +1553,16 @@ class ZarrBackend(Backend):
         ph = self._phase(data_id, phase, create=True)
         if var in ph.order:
             raise VarExistsError(f"var {var!r} already exists in {data_id}/{phase}.")
+        _check_dtype(np.dtype(dtype), var)
         v = _Var(np.dtype(dtype), tuple(shape[1:]))
         rows = _target_rows(v, self._settings)
         if not self._settings.chunk:
             rows = min(rows, _next_pow2(max(1, shape[0])))
         _create_array(ph, var, v, self._settings, rows)
         v.array.resize(tuple(shape))
+        # rows are not written until update_data: their chunks may be missing (they read as
+        # zeros, the documented content), which `storegate check` must not call damage
+        v.array.attrs[_META] = {"sparse": True}
         ph.vars[var] = v
         if not var.startswith("."):
             ph.order.append(var)
@@ -1169,13 +1654,30 @@ class ZarrBackend(Backend):
         key = f"{var}/{part}"
         v = ph.vars.get(key)
         if v is None:
+            problem: str | None
             try:
+                _check_metadata_files(ph.group, f"{ph.redirect.get(var, var)}/{part}")
                 arr = ph.group[f"{ph.redirect.get(var, var)}/{part}"]
             except KeyError:
                 raise CorruptStoreError(
                     f"ragged var {var!r} in {data_id}/{phase} of {self.describe()} has no "
                     f"{part!r} array; the store was modified outside storegate."
                 ) from None
+            except Exception as err:  # metadata zarr refuses (bad shape, codec, dtype, chunks)
+                arr, problem = None, f"its metadata cannot be read ({type(err).__name__}: {err})"
+            else:
+                problem = _array_problem(arr)
+                if problem is None and part == "offsets" and (
+                        arr.ndim != 1 or np.dtype(arr.dtype).kind not in "iu"):
+                    problem = (f"offsets must be a 1-d integer array, not {arr.dtype} of shape "
+                               f"{tuple(arr.shape)}")
+            if problem is not None:
+                raise CorruptStoreError(
+                    f"the {part!r} array of ragged var {var!r} in {data_id}/{phase} of "
+                    f"{self.describe()} cannot be read: {problem}. The store was modified "
+                    "outside storegate; run `storegate check` on it, and restore or delete the "
+                    "var."
+                )
             v = _Var(np.dtype(arr.dtype), tuple(arr.shape[1:]), arr, int(arr.chunks[0]))
             ph.vars[key] = v
         return v
@@ -1256,6 +1758,7 @@ class ZarrBackend(Backend):
             data = RaggedArray(cast_for_write(data.values, values.dtype, var), data.offsets,
                                validate=False)
         else:
+            _check_dtype(np.dtype(data.dtype), var)
             values = _Var(np.dtype(data.dtype), data.row_shape)
             off = _Var(np.dtype(np.int64), ())
             ph.vars[f"{var}/values"] = values  # values first: flushed before the offsets
@@ -1337,6 +1840,11 @@ class ZarrBackend(Backend):
                 _drop_io(v)
         self._phases.clear()
         self._root = None
+        if os.getpid() == self._pid and not self._tx.depth:
+            w = self._writer
+            if w.lock is not None:
+                w.lock.release()
+            w.journal = None
 
     def chunk_layout(self, data_id: str, phase: str, var: str) -> dict[str, Any]:
         """Chunk rows and codec of a var (for ``storegate info`` and samplers)."""
@@ -1412,6 +1920,7 @@ class ZarrBackend(Backend):
         import zarr
 
         try:
+            _check_metadata_files(ph.group, path)
             arr = ph.group[path]
         except KeyError:
             problems.append(f"the {what}array is missing (no zarr metadata at {path!r}); the "
@@ -1423,6 +1932,10 @@ class ZarrBackend(Backend):
             return None
         if not isinstance(arr, zarr.Array):
             problems.append(f"{path!r} is a group, not an array")
+            return None
+        problem = _array_problem(arr)
+        if problem is not None:
+            problems.append(f"the {what}array cannot be used: {problem}")
             return None
         return arr
 
@@ -1463,12 +1976,34 @@ class ZarrBackend(Backend):
         counts = [-(-s // c) for s, c in zip(shape, grid, strict=True)]
         rest = list(itertools.product(*(range(n) for n in counts[1:])))
         found: list[tuple[int, str]] = []
-        missing: list[tuple[int, str]] = []
-        for i in range(counts[0]):
+        missing: list[list[Any]] = []  # runs [first, last, first key, last key] of chunk rows
+
+        def lacks(lo: int, hi: int) -> None:
+            first, last = (meta.encode_chunk_key((i, *rest[0])) for i in (lo, hi))
+            if missing and missing[-1][1] == lo - 1:
+                missing[-1][1], missing[-1][3] = hi, last
+            else:
+                missing.append([lo, hi, first, last])
+
+        if counts[0] * len(rest) <= 1 << 20:
+            present: Any = range(counts[0])
+        else:
+            # metadata claiming very many chunks (10**18 rows): probe only the chunk rows that
+            # have files; the rows between them are missing (one run per gap)
+            present = sorted(i for i in self._listed_rows(meta, listing, len(shape))
+                             if i < counts[0])
+        after = 0  # the first chunk row not yet accounted for
+        for i in present:
+            if i > after:
+                lacks(after, i - 1)
+            after = i + 1
             for r in rest:
                 key = meta.encode_chunk_key((i, *r))
                 if key not in listing:
-                    missing.append((i, key))
+                    lacks(i, i)
+                    missing[-1][3] = key  # the key actually missing, in the message
+                    if missing[-1][0] == i:
+                        missing[-1][2] = key
                     break
                 size = listing[key]
                 want = expected
@@ -1482,22 +2017,40 @@ class ZarrBackend(Backend):
                     found.append((i, f"{what}chunk file {key} {has} (truncated or overwritten; "
                                      f"{span} cannot be read correctly)"))
                     break
+        if after < counts[0]:
+            lacks(after, counts[0] - 1)
         fill = getattr(meta, "fill_value", 0)
-        j = 0
-        while j < len(missing):  # runs of consecutive missing chunks: one line each
-            k = j
-            while k + 1 < len(missing) and missing[k + 1][0] == missing[k][0] + 1:
-                k += 1
-            first, last = missing[j], missing[k]
-            span = self._span(part, first[0] * grid[0],
-                              min(shape[0], (last[0] + 1) * grid[0]) - 1, rows)
-            files = (f"chunk file {first[1]} is" if j == k else
-                     f"chunk files {first[1]} .. {last[1]} ({k - j + 1} chunks) are")
-            found.append((first[0], f"{what}{files} missing ({span} would read as the fill "
-                                    f"value {fill}; storegate writes every chunk, so only rows "
-                                    "of create_empty that were never written may lack one)"))
-            j = k + 1
+        own = arr.attrs.get(_META) if hasattr(arr, "attrs") else None
+        if isinstance(own, dict) and own.get("sparse"):
+            missing = []  # created by create_empty: unwritten chunks read as zeros, by design
+        for lo, hi, first, last in missing:  # runs of consecutive missing chunks: one line each
+            span = self._span(part, lo * grid[0], min(shape[0], (hi + 1) * grid[0]) - 1, rows)
+            files = (f"chunk file {first} is" if lo == hi else
+                     f"chunk files {first} .. {last} ({hi - lo + 1} chunks) are")
+            found.append((lo, f"{what}{files} missing ({span} would read as the fill "
+                              f"value {fill}; storegate writes every chunk, so only rows "
+                              "of create_empty that were never written may lack one)"))
         problems.extend(msg for _, msg in sorted(found, key=lambda item: item[0]))
+
+    @staticmethod
+    def _listed_rows(meta: Any, listing: dict[str, int | None], ndim: int) -> set[int]:
+        """The chunk rows (first chunk coordinate) of the chunk files in ``listing``."""
+        prefix = ""
+        if meta.zarr_format == 3:
+            enc = meta.chunk_key_encoding
+            sep = str(enc.separator)
+            if getattr(enc, "name", "default") == "default":
+                prefix = "c" + sep
+        else:
+            sep = str(getattr(meta, "dimension_separator", None) or ".")
+        out: set[int] = set()
+        for key in listing:
+            if not key.startswith(prefix):
+                continue
+            parts = key[len(prefix):].split(sep)
+            if len(parts) == ndim and parts[0].isdigit():
+                out.add(int(parts[0]))
+        return out
 
     def _blosc_size(self, rel: str) -> int | None:
         """The size a blosc-compressed chunk file must have, from its frame header (bytes
@@ -1509,6 +2062,8 @@ class ZarrBackend(Backend):
             return None
         try:
             if files.fs is None:
+                if not os.path.isfile(files._p(rel)):
+                    return -1  # a FIFO behind a link would block the open: not a chunk file
                 with open(files._p(rel), "rb") as f:
                     head = f.read(16)
             else:
@@ -1595,8 +2150,11 @@ class ZarrBackend(Backend):
             offsets = self._open_array(ph, f"{name}/offsets", "offsets ", problems)
             whole = None
             if offsets is not None:
+                before = len(problems)
                 self._check_chunks(offsets, "offsets", problems)
-                if values is not None:
+                # offsets with missing or short chunks are not read: zarr would fill the rows
+                # its metadata claims (a damaged shape can claim billions)
+                if values is not None and len(problems) == before:
                     whole = self._check_offsets(offsets, int(values.shape[0]), problems)
             if values is not None:
                 self._check_chunks(values, "values", problems, whole)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -94,6 +95,7 @@ class ImportTarget:
         self.written: set[tuple[str, str]] = set()
         self._previous = storegate.data_id
         self._attrs: dict[str, Any] | None = None
+        self._tx: Any = None
 
     # ------------------------------------------------------------------ checks
     def check_new(self, var_names: Iterable[str], sizes: Mapping[str, int]) -> None:
@@ -127,9 +129,17 @@ class ImportTarget:
 
     # ------------------------------------------------------------------ writing
     def __enter__(self) -> ImportTarget:
-        if self.existed:  # restored if the import fails (the compile state among them)
-            self._attrs = self.db.get_attrs(self.data_id)
-        self.storegate.set_data_id(self.data_id)
+        # the whole import is one transaction of the store: a kill leaves it wholly imported
+        # or not at all (on backends with crash guarantees, see Backend.transaction)
+        self._tx = self.db.transaction()
+        self._tx.__enter__()
+        try:
+            if self.existed:  # restored if the import fails (the compile state among them)
+                self._attrs = self.db.get_attrs(self.data_id)
+            self.storegate.set_data_id(self.data_id)
+        except BaseException:
+            self._tx.__exit__(*sys.exc_info())
+            raise
         return self
 
     def add(self, var: str, data: Any, phase: str) -> None:
@@ -146,6 +156,12 @@ class ImportTarget:
         self.written.clear()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._undo_failed(exc_type)
+        finally:
+            self._tx.__exit__(exc_type, exc, tb)
+
+    def _undo_failed(self, exc_type: Any) -> None:
         if exc_type is None:
             return
         logger.info("import into data_id %r failed (%s); removing what it wrote",

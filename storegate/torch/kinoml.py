@@ -433,6 +433,7 @@ def _import_npz(path: Any, store: Any, lazy: bool, data_id: str | None, dtype: A
             "transposed": [v.name for v in res.vars if v.transposed],
             "indices": {k: v.tolist() for k, v in indices.items()}}
     _record(sg, did, meta)
+    sg.close()  # committed, and the store's writer lock released (the dataset only reads)
     return sg, did, meta
 
 
@@ -488,6 +489,7 @@ def _import_parquet(path: Any, store: Any, data_id: str | None, dtype: Any,
         n = sg._compiled(did).sizes()["train"]
         meta["indices"] = {k: v.tolist() for k, v in _check_indices(indices, n).items()}
         _record(sg, did, meta)
+    sg.close()  # committed, and the store's writer lock released (the dataset only reads)
     return sg, did, meta
 
 

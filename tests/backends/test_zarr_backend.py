@@ -286,6 +286,11 @@ def test_interrupted_rewrite_is_rolled_back_or_finished(tmp_path: Path) -> None:
     shutil.copytree(phase_dir / "x", phase_dir / ".sg-old-x")
     sg = StoreGate("zarr", {"output_dir": str(path)}, data_id="d")
     assert sg.get_var_names() == ["x", "y"]
+    # an open that only reads leaves the store alone (another process may be writing it);
+    # the first write, holding the writer lock, finishes the swap
+    assert (phase_dir / ".sg-old-x").exists()
+    sg.compile()
+    assert sg.get_var_names() == ["x", "y"]
     assert not (phase_dir / ".sg-old-x").exists()
 
 

@@ -272,7 +272,8 @@ def test_failed_copy_is_undone(src: StoreGate, tmp_path: Path,
     monkeypatch.undo()
     assert dst.get_data_ids() == []
     assert dst.data_id is None
-    assert sorted(p.name for p in (tmp_path / "dst.zarr").iterdir()) == ["zarr.json"]
+    # nothing but the root group (and the writer's lock file) is left
+    assert sorted(p.name for p in (tmp_path / "dst.zarr").iterdir()) == [".sg-lock", "zarr.json"]
 
 
 def test_bad_arguments(src: StoreGate) -> None:
