@@ -27,7 +27,6 @@ array([[18, 19],
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -320,6 +319,10 @@ class ArenaCache:
     @property
     def used(self) -> int:
         """Bytes held by all arenas."""
+        with self._lock:
+            return self._used()
+
+    def _used(self) -> int:  # with the lock held
         return sum(a.nbytes for a in self._arenas.values())
 
     def admits(self, nbytes: int) -> bool:
@@ -328,11 +331,13 @@ class ArenaCache:
 
     def get(self, key: Hashable) -> Arena | None:
         """The arena for ``key`` (marking it recently used), or ``None``."""
-        arena = self._arenas.get(key)
-        if arena is not None:
-            with contextlib.suppress(KeyError):  # dropped by another thread meanwhile
+        # under the lock: reordering the dict while put() or items() iterates it in another
+        # thread made that thread raise "OrderedDict mutated during iteration"
+        with self._lock:
+            arena = self._arenas.get(key)
+            if arena is not None:
                 self._arenas.move_to_end(key)
-        return arena
+            return arena
 
     def put(self, key: Hashable, arena: Arena) -> None:
         """Add an arena, dropping least recently used ones to stay within the budget."""
@@ -340,7 +345,7 @@ class ArenaCache:
             old = self._arenas.pop(key, None)
             if old is not arena:
                 _cancel(old)
-            while self._arenas and self.used + arena.nbytes > self.limit:
+            while self._arenas and self._used() + arena.nbytes > self.limit:
                 _cancel(self._arenas.popitem(last=False)[1])
             self._arenas[key] = arena
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -105,6 +106,9 @@ class DescriptorCache:
         self._fds: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._held: dict[int, int] = {}  # fd -> number of blocks holding it
         self._doomed: set[int] = set()  # forgotten or evicted while held: close on release
+        # bumped by forget(): a descriptor opened before a forget is used once, never cached
+        # (it may show a file that another process has replaced since)
+        self._epoch = 0
 
     def _after_fork(self) -> None:
         fds = list(self._fds.values())
@@ -122,9 +126,21 @@ class DescriptorCache:
 
     def _open(self, path: str, advice: str) -> int:
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            # O_NONBLOCK: a FIFO behind a symbolic link would block the open forever
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+                         | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return _MISSING
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            regular = False
+        if not regular:  # a device (/dev/zero), FIFO or directory is never a chunk file
+            os.close(fd)
+            raise CorruptStoreError(
+                f"chunk file {path!r} is not a regular file (a device, FIFO or directory, "
+                "possibly behind a symbolic link); the store was modified outside storegate. "
+                "Restore the chunk file.")
         flag = _RANDOM if advice == "random" else _SEQUENTIAL
         if flag is not None:
             with contextlib.suppress(OSError):
@@ -141,8 +157,15 @@ class DescriptorCache:
                     self._held[fd] = self._held.get(fd, 0) + 1
                     held.append(fd)
                 return fd
+            epoch = self._epoch
         fd = self._open(path, advice)
         with self._lock:
+            if self._epoch != epoch:  # forgotten while it was being opened: this read only
+                if fd != _MISSING:
+                    self._held[fd] = self._held.get(fd, 0) + 1
+                    self._doomed.add(fd)
+                    held.append(fd)
+                return fd
             other = self._fds.get(key)
             if other is not None:  # another thread opened it meanwhile: use that one
                 if fd != _MISSING:
@@ -200,6 +223,7 @@ class DescriptorCache:
             return
         under = prefix.rstrip(os.sep) + os.sep
         with self._lock:
+            self._epoch += 1
             for key in [k for k in self._fds if k[0] == prefix or k[0].startswith(under)]:
                 fd = self._fds.pop(key)
                 if fd == _MISSING:
@@ -247,6 +271,10 @@ class RawChunkFiles:
     directory
         The directory holding the chunk files (what :meth:`DescriptorCache.forget` is given
         when they are rewritten).
+    missing_ok
+        Whether a missing chunk file reads as zeros (the fill value: rows never written, as
+        in a ``create_empty`` var) rather than raising ``CorruptStoreError`` (a var whose
+        every chunk was written, where a missing file is damage).
     """
 
     def __init__(
@@ -259,9 +287,12 @@ class RawChunkFiles:
         io_threads: int = DEFAULT_IO_THREADS,
         name: str = "var",
         directory: str = "",
+        missing_ok: bool = True,
     ) -> None:
         self.chunk_path = chunk_path
         self.directory = directory
+        # called with each chunk file's path before it is replaced (the writer's undo journal)
+        self.before_write: Callable[[str], None] | None = None
         self.rows = int(rows)
         self.chunk_rows = max(1, int(chunk_rows))
         self.row_shape = tuple(row_shape)
@@ -269,9 +300,17 @@ class RawChunkFiles:
         self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
         self.io_threads = max(1, int(io_threads))
         self.name = name
+        self.missing_ok = missing_ok
         self._paths: dict[int, str] = {}
         self._announced = -1
         self._last_stop = -1  # where the previous range ended: a scan continues from there
+        if directory:
+            # Descriptors cached for earlier readers of this var may show chunk files that a
+            # writer in another process has replaced since (a rename gives the path a new
+            # inode; the old one keeps the rows it had, zero padding after them), so a reader
+            # of the longer var would read zeros. The caller read the var's length before
+            # creating this reader, and every chunk file opened from now on holds those rows.
+            descriptors.forget(directory)
 
     # ------------------------------------------------------------------ helpers
     def _path(self, c: int) -> str:
@@ -284,6 +323,11 @@ class RawChunkFiles:
               dst: memoryview) -> None:
         fd = get(self._path(c), advice)
         if fd == _MISSING:
+            if not self.missing_ok:
+                raise CorruptStoreError(
+                    f"chunk file {self._path(c)!r} of {self.name} is missing, but every chunk "
+                    "of it was written; the store was modified outside storegate (run "
+                    "`storegate check` on it).")
             dst[:] = bytes(len(dst))  # never written: the fill value
             return
         got = os.preadv(fd, [dst], offset)
@@ -446,6 +490,8 @@ class RawChunkFiles:
             parts.append(src[(pos - start) * rb:(pos - start + hi - lo) * rb])
             if hi < cr:
                 parts.append(bytes((cr - hi) * rb))
+            if self.before_write is not None:
+                self.before_write(path)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex}.partial"
             try:
