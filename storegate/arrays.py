@@ -29,6 +29,7 @@ __all__ = [
     "check_row_shape",
     "check_storable_dtype",
     "native",
+    "native_dtype",
 ]
 
 
@@ -86,6 +87,17 @@ def as_array(data: Any, what: str = "data") -> np.ndarray:
     return native(arr)
 
 
+def native_dtype(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in the machine's byte order (the dtype every var is stored with).
+
+    Examples
+    --------
+    >>> native_dtype(np.dtype(">f8")) == np.dtype("f8")
+    True
+    """
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
 def native(arr: np.ndarray) -> np.ndarray:
     """``arr`` in the machine's byte order (a converted copy only if it is not already).
 
@@ -126,8 +138,9 @@ def cast_for_write(data: np.ndarray, dtype: np.dtype, var: str) -> np.ndarray:
 
     Same-kind casts are allowed (float64 into float32, int into float, bool into int); casts
     that change kind the wrong way (float into int, complex into float, int into bool) raise.
-    Integer narrowing is allowed only when every value fits, and float narrowing only when no
-    finite value would overflow to infinity (precision is rounded, as numpy does).
+    Integer narrowing is allowed only when every value fits, and a cast into a float or complex
+    var only when no finite value (real or imaginary part) would overflow to infinity, e.g.
+    ints above 65504 into float16 (precision is rounded, as numpy does).
 
     Examples
     --------
@@ -146,16 +159,25 @@ def cast_for_write(data: np.ndarray, dtype: np.dtype, var: str) -> np.ndarray:
                 f"values of {var!r} range over [{lo}, {hi}], which does not fit the var's dtype "
                 f"{dtype}; convert the var first (sg.astype({var!r}, '{data.dtype}'))."
             )
-    if ok and data.dtype.kind in "fc" and dtype.kind in "fc" and data.size and (
-            dtype.itemsize < data.dtype.itemsize):
-        limit = np.finfo(dtype).max
-        mags = np.abs(data[np.isfinite(data)])
-        if mags.size and mags.max() > limit:
+    if ok and dtype.kind in "fc" and data.size:
+        # any numeric source (float16 <- int too): refuse finite values that become inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = data.astype(dtype)
+        pairs = [(data.real, out.real), (data.imag, out.imag)] if dtype.kind == "c" else [
+            (data, out)]
+        lost = np.zeros(data.shape, dtype=bool)
+        for src, dst in pairs:
+            lost |= np.isinf(dst) & np.isfinite(src)
+        if lost.any():
+            bad = data[lost]
+            peak = max(float(np.abs(bad.real).max()), float(np.abs(bad.imag).max())) if (
+                bad.dtype.kind == "c") else float(np.abs(bad.astype(np.float64)).max())
             raise DtypeError(
-                f"values of {var!r} reach {mags.max():.3g}, beyond the largest {dtype} "
-                f"({limit:.3g}); they would become inf. Convert the var first "
-                f"(sg.astype({var!r}, '{data.dtype}'))."
+                f"values of {var!r} reach {peak:.3g}, beyond the largest {dtype} "
+                f"({float(np.finfo(dtype).max):.3g}); they would become inf. Convert the var "
+                f"first (sg.astype({var!r}, '{data.dtype}'))."
             )
+        return out
     if not ok:
         raise DtypeError(
             f"cannot write {data.dtype} data into var {var!r} of dtype {dtype} without losing "

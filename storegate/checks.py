@@ -60,6 +60,9 @@ META_VERSION = 1
 
 #: Read problems reported per var before the rest are summed up in one line.
 _MAX_READ_PROBLEMS = 10
+#: Failed reads of one var after which the rest of it is not read (a var whose metadata
+#: claims 10**14 rows that are not there would otherwise keep the check busy for days).
+_MAX_FAILED_READS = 1000
 #: Items assumed per ragged row when the backend does not know how many values a var holds.
 _UNKNOWN_RAGGED_ROW_ITEMS = 32
 
@@ -237,7 +240,7 @@ class _Checker:
         chunk = int(info.chunks[0]) if info.chunks and not info.ragged else 0
         failures: list[tuple[int, int, str]] = []  # merged runs of unreadable rows
         reported: set[str] = set()  # kinds of mismatch already reported for this var
-        counts = {"rows": 0, "values": 0, "unknown_values": 0}
+        counts = {"rows": 0, "values": 0, "unknown_values": 0, "failed": 0, "stop": -1}
 
         def mismatch(kind: str, message: str) -> None:
             if kind not in reported:
@@ -245,6 +248,7 @@ class _Checker:
                 self.add(data_id, phase, info.name, message)
 
         def failed(a: int, b: int, err: Exception) -> None:
+            counts["failed"] += 1
             text = _error(err)
             if failures and failures[-1][1] == a and failures[-1][2] == text:
                 failures[-1] = (failures[-1][0], b, text)
@@ -258,6 +262,9 @@ class _Checker:
                 if narrow and chunk and a // chunk != (b - 1) // chunk:  # several chunks
                     edges = [a, *range((a // chunk + 1) * chunk, b, chunk), b]
                     for lo, hi in itertools.pairwise(edges):
+                        if counts["failed"] >= _MAX_FAILED_READS:
+                            counts["stop"] = lo  # the rest of the var is not read
+                            break
                         read(lo, hi, False)
                 else:
                     failed(a, b, err)
@@ -274,6 +281,11 @@ class _Checker:
             counts["rows"] += min(got_rows, b - a)
 
         for a in range(0, n, step):
+            if counts["failed"] >= _MAX_FAILED_READS:
+                if counts["stop"] < 0:
+                    counts["stop"] = a
+                bar.update((n - a) * per_row)
+                break
             b = min(n, a + step)
             read(a, b, True)
             bar.update((b - a) * per_row)
@@ -285,6 +297,10 @@ class _Checker:
             self.add(data_id, phase, info.name,
                      f"{len(rest)} further ranges ({lost} rows from row {rest[0][0]} on) "
                      "cannot be read either")
+        if counts["stop"] >= 0:
+            self.add(data_id, phase, info.name,
+                     f"reading stopped after {counts['failed']} failed reads: "
+                     f"{_rows(counts['stop'], n)} were not checked")
         n_values = info.extra.get("n_values")
         if (info.ragged and not failures and not counts["unknown_values"]
                 and isinstance(n_values, int | np.integer) and int(n_values) != counts["values"]):

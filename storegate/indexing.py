@@ -11,6 +11,26 @@ multiml's ``(start, stop)`` tuples, ``Ellipsis`` and ``-1``, which by multiml's 
 * a ``slice`` with ``0 <= start <= stop <= length`` and ``step >= 1``,
 * a 1-D ``int64`` ndarray of in-range rows (any order, repeats allowed).
 
+Every other index is answered exactly as ``numpy`` answers ``arr[index]`` along the row axis
+(values, dtype and shape), except for these deliberate differences:
+
+* ``-1`` (a scalar; also ``np.int64(-1)`` or a 0-d array) means all rows, as in multiml;
+  ``[-1]`` and ``[-1:]`` are the last row, as in numpy.
+* A 2-tuple of ints is multiml's ``(start, stop)``: the rows ``start:stop``. Any other tuple
+  (numpy's multi-axis indexing) raises ``InvalidIndexError``; index the result instead.
+* An empty list, or an empty 1-D array of a bool, int or float dtype, selects no rows
+  (``np.asarray([])`` is float64; numpy refuses a float index array even when it is empty).
+  An empty bool array is no rows whatever the length, as in numpy.
+* Refused with ``InvalidIndexError`` although numpy accepts them: ``None`` (``np.newaxis``),
+  a bool scalar (numpy adds an axis), index arrays of 2 or more dimensions, slice bounds that
+  are not ints (numpy takes anything with ``__index__``).
+* Row numbers outside ``[-length, length)`` raise ``IndexOutOfRangeError`` (an
+  ``IndexError``), also for ``uint64`` values that numpy wraps around to negative rows.
+* A bool mask must have one entry per row (``InvalidIndexError`` otherwise), as in numpy.
+  A list mixing bools with ints is refused (numpy would read the bools as rows 0 and 1).
+* A list of Python and numpy ints is read as exact integers, also where numpy would promote
+  it to float64 and refuse it (``[0, np.uint64(1)]``).
+
 Examples
 --------
 >>> import numpy as np
@@ -89,6 +109,8 @@ def _from_array(arr: np.ndarray, length: int, index: Any) -> np.ndarray:
         raise InvalidIndexError(
             f"index arrays must be 1-D, got shape {arr.shape}; flatten it or {_HINT}."
         )
+    if arr.size == 0 and arr.dtype.kind in "biuf":  # no rows (np.asarray([]) is float64)
+        return np.empty(0, dtype=np.int64)
     if arr.dtype == np.bool_:
         if arr.shape[0] != length:
             raise InvalidIndexError(
@@ -96,8 +118,6 @@ def _from_array(arr: np.ndarray, length: int, index: Any) -> np.ndarray:
                 "selects from; give one bool per row."
             )
         return np.flatnonzero(arr).astype(np.int64, copy=False)
-    if arr.size == 0:
-        return np.empty(0, dtype=np.int64)
     if arr.dtype.kind not in "iu":
         raise InvalidIndexError(
             f"index array of dtype {arr.dtype} is not allowed (got {_short(index)}); {_HINT}."
@@ -169,7 +189,9 @@ def normalize(index: Any, length: int) -> Index:
             raise InvalidIndexError(f"slice {index!r} has step 0; a step must be non-zero.")
         start, stop, step = index.indices(length)
         if step > 0:
-            return slice(start, max(start, stop), step)
+            # a step past the end selects one row at most; clip it so that backends never
+            # see a step that does not fit in an int64 (h5py, numpy views)
+            return slice(start, max(start, stop), min(step, max(length, 1)))
         return np.arange(start, stop, step, dtype=np.int64)
     if index is Ellipsis:
         return slice(0, length, 1)
@@ -197,7 +219,16 @@ def normalize(index: Any, length: int) -> Index:
             isinstance(x, numbers.Integral) and not isinstance(x, bool | np.bool_) for x in items
         ):
             raise InvalidIndexError(f"list index {_short(index)} must hold only ints; {_HINT}.")
-        return _from_array(np.asarray(items, dtype=np.int64), length, index)
+        try:
+            arr = np.asarray(items, dtype=np.int64)
+        except OverflowError:
+            # a value beyond int64 (or a uint64 >= 2**63) is out of range for any length
+            bad = max((int(x) for x in items), key=abs)
+            raise IndexOutOfRangeError(
+                f"index {bad} in {_short(index)} is out of range for {length} rows; valid rows "
+                f"are 0..{length - 1} (negative values count from the end)."
+            ) from None
+        return _from_array(arr, length, index)
     raise InvalidIndexError(
         f"index {_short(index)} of type {type(index).__name__} is not supported; {_HINT}."
     )

@@ -3,7 +3,9 @@
 A name is used as a directory or key by the disk backends, so it must never let a backend
 write outside its root. Rules: a ``str``, non-empty, at most 255 bytes in UTF-8, no ``/``,
 ``\\`` or NUL, not starting with ``.`` (which also rules out ``.`` and ``..``; names starting
-with a dot are reserved for storegate's own bookkeeping).
+with a dot are reserved for storegate's own bookkeeping), encodable as UTF-8 (no lone
+surrogates), and not the name of a file the disk formats keep beside the data (``zarr.json``,
+or anything starting with ``_storegate``), which a var or data_id of that name would overwrite.
 
 Examples
 --------
@@ -26,6 +28,8 @@ __all__ = ["MAX_NAME_BYTES", "check_name"]
 
 MAX_NAME_BYTES = 255
 _FORBIDDEN = ("/", "\\", "\x00")
+_RESERVED = frozenset({"zarr.json"})
+_RESERVED_PREFIX = "_storegate"
 
 
 def check_name(name: Any, kind: str = "var") -> str:
@@ -68,9 +72,23 @@ def check_name(name: Any, kind: str = "var") -> str:
             f"{kind} name {name!r} starts with '.'; such names (and '.', '..') are reserved. "
             f"Rename it, e.g. {name.lstrip('.') or 'x'!r}."
         )
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+    if name in _RESERVED or name.startswith(_RESERVED_PREFIX):
         raise InvalidNameError(
-            f"{kind} name {name[:40]!r}... is {len(name.encode('utf-8'))} bytes long; "
+            f"{kind} name {name!r} is reserved: the disk backends keep a metadata file of that "
+            f"name beside the data (zarr's 'zarr.json', the parquet backend's '_storegate*' "
+            f"files). Rename it, e.g. {name.replace('.', '_').lstrip('_') + '_'!r}."
+        )
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise InvalidNameError(
+            f"{kind} name {name[:40]!r} is not valid Unicode text ({err.reason}: a lone "
+            "surrogate, e.g. from a file name decoded with errors='surrogateescape'); names "
+            "are stored as UTF-8. Rename it."
+        ) from None
+    if size > MAX_NAME_BYTES:
+        raise InvalidNameError(
+            f"{kind} name {name[:40]!r}... is {size} bytes long; "
             f"the limit is {MAX_NAME_BYTES} bytes (a file name on most file systems)."
         )
     return name

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,7 @@ def split(
 
     if isinstance(phase, np.ndarray):
         phase = phase.tolist()
-    if not isinstance(phase, Sequence) or isinstance(phase, bytes):
+    if not isinstance(phase, list | tuple):  # as documented; not a range, bytes, dict, ...
         raise InvalidPhaseError(
             f"unsupported phase spec {phase!r} ({type(phase).__name__}); use a phase name, "
             "'all', fractions like (0.8, 0.1, 0.1) or counts like (800, 100, 100)."

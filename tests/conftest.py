@@ -9,6 +9,7 @@ reopen), so tests can check that data and metadata survive a restart.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,35 @@ from sg_helpers import ZARR_MISSING_REASON, zarr_backend_available
 from storegate import StoreGate
 
 BACKENDS = ["numpy", "zarr"]
+
+# Hypothesis profiles for the property tests (tests/hostile). "ci", the default, is
+# deterministic (derandomize: the same examples on every run, no example database), so a
+# failure reproduces by re-running the test; SG_HYPOTHESIS_PROFILE=thorough draws many more,
+# random examples to hunt for new bugs locally (a failure prints the
+# @reproduce_failure blob that replays it).
+try:
+    from hypothesis import HealthCheck
+    from hypothesis import settings as _hyp_settings
+except ImportError:  # hypothesis is only needed by tests/hostile (skipped without it)
+    pass
+else:
+    _hyp_settings.register_profile(
+        "ci",
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=250,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                               HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    _hyp_settings.register_profile(
+        "thorough",
+        parent=_hyp_settings.get_profile("ci"),
+        derandomize=False,
+        max_examples=5000,
+    )
+    _hyp_settings.load_profile(os.environ.get("SG_HYPOTHESIS_PROFILE", "ci"))
 
 
 class GateFactory:

@@ -253,7 +253,15 @@ class NpzReader:
                 npy = fp.read(_PEEK)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, KeyError) as err:
             raise self._bad(f"member {key!r} cannot be read ({err}).") from None
-        dtype, shape, fortran, _ = self._parse_npy(npy, key, None)
+        dtype, shape, fortran, hlen = self._parse_npy(npy, key, None)
+        nbytes = math.prod(shape) * dtype.itemsize
+        # the header must describe what the zip entry holds, and deflate expands at most
+        # 1032-fold: a header claiming more would make numpy allocate it before reading
+        if hlen + nbytes != usize or (method == zipfile.ZIP_DEFLATED
+                                      and usize > 1032 * csize + (1 << 16)):
+            raise self._bad(
+                f"member {key!r} is truncated or damaged ({usize} bytes recorded, {csize} "
+                f"compressed; {nbytes} bytes of {dtype} {shape} expected after its header).")
         return Member(key, dtype, shape, fortran, -1, -1, -1, crc, index)
 
     def _parse_npy(self, npy: bytes, key: str,
@@ -283,6 +291,8 @@ class NpzReader:
         if m is not None:
             descr, fortran = m.group(1), m.group(2) == "True"
             shape = tuple(int(s) for s in m.group(3).replace(",", " ").split())
+            if any(s < 0 for s in shape):
+                raise self._bad(f"member {key!r} has a negative shape {shape} in its header.")
             dtype = self._dtypes.get(descr)
             if dtype is None:
                 dtype = self._dtype(descr, key)
@@ -293,7 +303,9 @@ class NpzReader:
                 fortran = bool(d["fortran_order"])
                 shape = tuple(int(s) for s in d["shape"])
                 descr_any: Any = d["descr"]
-            except (ValueError, SyntaxError, KeyError, TypeError):
+                if any(s < 0 for s in shape):
+                    raise ValueError(shape)
+            except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
                 raise self._bad(f"member {key!r} has a damaged .npy header.") from None
             dtype = self._dtype(descr_any, key)
         if len(self._headers) < 65536:
@@ -344,7 +356,8 @@ class NpzReader:
             try:
                 with self._zipfile().open(m.key + ".npy") as fp:
                     arr = np.lib.format.read_array(fp, allow_pickle=False)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError) as err:
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError,
+                    MemoryError) as err:
                 raise self._bad(f"member {m.key!r} cannot be read ({err}).") from None
             return np.asarray(arr)
         return self._array(m, self._pread(m.start, m.end - m.start), m.start)
