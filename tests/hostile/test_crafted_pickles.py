@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_crafted_support import assert_cli_convert_refuses, child_env
+from test_crafted_support import assert_cli_convert_refuses, child_env, fresh_python
 
 import storegate.convert as convert
 from storegate import StoreGate
@@ -194,7 +194,7 @@ for p in sys.argv[1:]:
         print(type(err).__name__, "|", err)
 print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
-    proc = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True,
+    proc = subprocess.run(fresh_python("-c", code, *paths), capture_output=True, text=True,
                           env=child_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()

@@ -110,6 +110,17 @@ print("@@RESULT@@" + json.dumps({"jobs": out, "maxrss_mb": rss}))
 """
 
 
+#: Linux carries a process's peak RSS into its children (over fork and exec), so a child of
+#: a large test process would report that process's peak; measuring children are therefore
+#: started by this small launcher and see a baseline of their own.
+LAUNCHER = "import subprocess, sys; sys.exit(subprocess.run(sys.argv[1:]).returncode)"
+
+
+def fresh_python(*args: str) -> list[str]:
+    """The command line of a Python child whose peak RSS is its own (see :data:`LAUNCHER`)."""
+    return [sys.executable, "-c", LAUNCHER, sys.executable, *args]
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
@@ -122,7 +133,7 @@ def run_child(jobs: list[dict[str, Any]], limit: int = LIMIT_BYTES,
     interpreter limited to ``limit`` bytes of address space. Asserts the child exited normally
     (no signal: no segfault, abort or OOM kill) and returns ``{"jobs": [...], "maxrss_mb"}``,
     one ``{op: result}`` dict per job."""
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(limit)], input=json.dumps(jobs),
+    proc = subprocess.run(fresh_python("-c", _CHILD, str(limit)), input=json.dumps(jobs),
                           capture_output=True, text=True, env=child_env(), timeout=timeout)
     assert proc.returncode >= 0, (
         f"the child died of signal {-proc.returncode}:\n{proc.stderr[-3000:]}")
