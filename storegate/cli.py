@@ -34,6 +34,7 @@ examples:
   storegate convert old_multiml.zarr new.zarr --backend parquet
   storegate convert runs/jets.zarr jets.h5 --data-id jets   # store -> HDF5 file
   storegate check runs/jets.zarr
+  storegate unlock s3://bucket/runs/jets.zarr               # a killed writer's lease
   storegate backends
 
 exit status: 0 ok, 1 problems found (or the operation failed), 2 usage error.
@@ -232,6 +233,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from .backends.locking import LOCK_NAME, break_lease
+
+    loc = str(args.store)
+    if "://" not in loc or loc.startswith("file://"):
+        print(f"{loc}: nothing to unlock: on a local disk the writer lock ends with its "
+              "process, however it ends (the kernel releases it)")
+        return 0
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(loc)
+    except ImportError as err:
+        raise _UsageError(f"{loc!r} needs a library that is not installed ({err}); for s3:// "
+                          "URLs: pip install 'storegate[s3]'") from None
+    info = break_lease(fs, f"{str(root).rstrip('/')}/{LOCK_NAME}")
+    if info is None:
+        print(f"{loc}: no lease: no writer holds this store")
+    else:
+        print(f"{loc}: removed the lease of process {info.get('pid', '?')} on "
+              f"{info.get('host', '?')} (since {info.get('since', '?')})")
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 def _store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", metavar="STORE", help="store directory (or URL)")
@@ -303,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     _store_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar; print "
                    "only problems")
+    p = add("unlock", cmd_unlock, "remove the writer lease of an object-store store whose "
+            "writer is gone (killed, its machine lost); credentials from the environment",
+            "storegate unlock s3://bucket/runs/jets.zarr")
+    p.add_argument("store", metavar="STORE", help="store URL (s3://, gs://, ...)")
     return parser
 
 

@@ -357,7 +357,8 @@ class StoreGate:
         from .errors import DataIdNotFoundError
 
         location = str(location) if not isinstance(location, str) else location
-        name = backend if backend is not None else guess_backend(location)
+        so = (backend_args or {}).get("storage_options")
+        name = backend if backend is not None else guess_backend(location, so)
         args = get_backend(name).location_args(location, mode)
         args.update(backend_args or {})
         gate = cls(name, args)

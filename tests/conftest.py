@@ -130,3 +130,31 @@ def reopen(gates: GateFactory) -> Callable[..., StoreGate]:
 def sg(make_sg: Callable[..., StoreGate]) -> StoreGate:
     """An empty StoreGate with data_id ``'d'``."""
     return make_sg()
+
+
+@pytest.fixture(scope="session")
+def local_s3() -> Iterator[Any]:
+    """moto's S3-protocol server on 127.0.0.1 for the whole session (stopped at its end).
+
+    Skipped without moto/s3fs locally; under CI (``CI`` set) a missing dependency fails, so the
+    S3 tests cannot silently disappear."""
+    try:
+        import moto.server  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError as err:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"the S3 tests need moto[server] and s3fs ({err})")
+    from storegate.testing.s3 import LocalS3
+
+    server = LocalS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(local_s3: Any) -> str:
+    """A fresh, empty bucket on the local S3 server, as ``s3://<bucket>``."""
+    return str(local_s3.bucket())

@@ -59,3 +59,14 @@ def test_zarr_loads_only_when_used(tmp_path):
         " data_id='d')\n"
     )
     assert "zarr" in loaded_after(code)
+
+
+def test_storegate_dask_imports_dask_only_when_used():
+    assert loaded_after("from storegate.dask import from_dask, to_dask") == []
+    code = (
+        "import numpy as np, storegate\n"
+        "from storegate.dask import to_dask\n"
+        "sg = storegate.StoreGate('numpy', data_id='d'); sg.add_data('x', np.zeros(3))\n"
+        "to_dask(sg, 'x')\n"
+    )
+    assert "dask" in loaded_after(code)

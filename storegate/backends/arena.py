@@ -113,8 +113,13 @@ class Arena:
         fill: Callable[[int, int, np.ndarray], None],
         read_rows: Callable[[np.ndarray, np.ndarray], None] | None = None,
         cached: Callable[[np.ndarray], bool] | None = None,
+        parallel: int = 1,
     ) -> None:
         self.buf = np.empty(shape, dtype=dtype)
+        #: how many runs of chunks ``_load`` fills at once (object stores: a request each);
+        #: above 1, a sequential scan also reads ahead (see :meth:`ensure_range`)
+        self.parallel = max(1, int(parallel))
+        self._scan_at = -1  # where the last range ended: a range starting there continues
         self.rows = int(shape[0])
         self.chunk_rows = max(1, int(chunk_rows))
         n_chunks = -(-self.rows // self.chunk_rows)
@@ -148,8 +153,17 @@ class Arena:
                 self._fill(a, b, self.buf[a:b])
                 self.resident[run] = True
 
-            for run in runs:
-                fill(run)
+            if self.parallel > 1 and len(runs) > 1:
+                # remote chunks: one request per run, so overlap them (disjoint buffer slices)
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(min(self.parallel, len(runs)),
+                                        thread_name_prefix="storegate_arena") as pool:
+                    for _ in pool.map(fill, runs):
+                        pass
+            else:
+                for run in runs:
+                    fill(run)
             self.full = bool(self.resident.all())
 
     def ensure_rows(self, rows: np.ndarray) -> None:
@@ -166,6 +180,13 @@ class Arena:
         if self.full or stop <= start:
             return
         first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
+        if self.parallel > 1 and start == self._scan_at:
+            # a scan of a remote var: fetch the next chunks with these (one request each, in
+            # flight together) instead of one round trip per range read
+            chunk_bytes = self.chunk_rows * max(1, self.buf[:1].nbytes)
+            ahead = max(1, min(self.parallel, (32 << 20) // chunk_bytes))
+            last = min(self.resident.size - 1, last + ahead)
+        self._scan_at = stop
         window = self.resident[first : last + 1]
         if not window.all():
             self._load(np.arange(first, last + 1)[~window])

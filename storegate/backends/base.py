@@ -34,14 +34,14 @@ import abc
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..indexing import Index
 from ..ragged import RaggedArray
 
-__all__ = ["TEMP_PREFIX", "Backend", "Rows", "VarInfo"]
+__all__ = ["TEMP_PREFIX", "Backend", "RegionWriter", "Rows", "VarInfo"]
 
 #: What backends read and write: a regular array ``(n, *k)`` or ragged rows.
 Rows = np.ndarray | RaggedArray
@@ -342,3 +342,57 @@ class Backend(abc.ABC):
                 f"{self.describe()} was opened read-only (mode='r'); reopen it with "
                 "backend_args={'mode': 'a'} to write."
             )
+
+    # ------------------------------------------------------------------ parallel region writes
+    def region_writer(self, data_id: str, phase: str, var: str) -> RegionWriter | None:
+        """A small picklable :class:`RegionWriter` that writes rows of a var from any process,
+        or ``None`` when the backend cannot take parallel writes (the default).
+
+        :func:`storegate.dask.from_dask` uses it to let the workers of a dask cluster write
+        their blocks straight into storage. The var must exist with its final shape (made by
+        :meth:`create`) and be regular (not ragged). The writer bypasses the backend's writer
+        lock and undo journal: the caller holds the lock, and makes the var visible to readers
+        only after every write succeeded (``from_dask`` writes a temporary var and renames
+        it). When every write is done, the caller calls :meth:`end_region_writes` in its own
+        process.
+
+        Examples
+        --------
+        >>> from storegate.backends import get_backend
+        >>> be = get_backend("numpy")()
+        >>> be.create_data_id("d"); be.create("d", "train", "x", (4,), np.dtype("f8"))
+        >>> be.region_writer("d", "train", "x") is None   # memory: no writes from elsewhere
+        True
+        """
+        return None
+
+    def end_region_writes(self, data_id: str, phase: str, var: str) -> None:  # noqa: B027
+        """Called once, in the process that asked for :meth:`region_writer`, after every row
+        of the var has been written through it: drop handles and caches that may show the
+        var's old files, and record that the var is complete. A no-op by default."""
+
+
+@runtime_checkable
+class RegionWriter(Protocol):
+    """Writes rows of one var from any process (see :meth:`Backend.region_writer`).
+
+    Instances are small and picklable. :meth:`write` may be called concurrently, from any
+    threads and processes, for disjoint row ranges that start at a multiple of
+    :attr:`chunk_rows` and end at a multiple of it or at the var's last row, so that no two
+    calls touch the same stored chunk.
+
+    Examples
+    --------
+    >>> class Printer:
+    ...     chunk_rows = 2
+    ...     def write(self, start: int, rows: np.ndarray) -> None:
+    ...         print(start, rows.tolist())
+    >>> isinstance(Printer(), RegionWriter)
+    True
+    """
+
+    #: Rows per stored chunk: every write starts at a multiple of it.
+    chunk_rows: int
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Store ``rows`` (the var's dtype and row shape) as rows ``start:start + len(rows)``."""

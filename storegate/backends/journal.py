@@ -382,9 +382,9 @@ class Writer:
     backend itself."""
 
     def __init__(self) -> None:
-        from .locking import WriterLock
+        from .locking import ObjectLease, WriterLock
 
-        self.lock: WriterLock | None = None
+        self.lock: WriterLock | ObjectLease | None = None
         self.journal: DirJournal | None = None
 
 

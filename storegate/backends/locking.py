@@ -11,8 +11,11 @@ is the ``flock``). It is never deleted: removing a lock file another process may
 lock is the classic race of lock files.
 
 Network file systems: ``flock`` works on NFSv4 and most cluster file systems, but not on every
-mount; object stores (``s3://``) have no lock at all, so there storegate cannot detect a second
-writer (see ``docs/reliability.md``).
+mount. Object stores (``s3://``, ``gs://``, ...) have no lock: there :class:`ObjectLease`
+takes its place, a lease object created with a conditional write (``If-None-Match: *``),
+which fails when the object exists. A lease outlives a writer that is killed, so a writer that
+finds the lease of a dead process on its own host takes it over; one held from another host
+must be removed by hand (``storegate unlock URL``) once that writer is known to be gone.
 
 Examples
 --------
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -42,7 +46,13 @@ from typing import Any
 
 from ..errors import StoreLockedError
 
-__all__ = ["WriterLock"]
+__all__ = ["LOCK_NAME", "ObjectLease", "WriterLock", "break_lease", "pid_alive"]
+
+logger = logging.getLogger(__name__)
+
+#: The name of the lock file (local stores) and of the lease object (object stores) in a
+#: store's root.
+LOCK_NAME = ".sg-lock"
 
 _held: weakref.WeakSet[WriterLock] = weakref.WeakSet()
 
@@ -143,3 +153,171 @@ class WriterLock:
             _held.discard(self)
             if fd is not None and self._pid == os.getpid():
                 os.close(fd)  # closing the descriptor releases the flock
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host.
+
+    >>> pid_alive(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ObjectLease:
+    """One writer per store on an object store: the object ``path`` exists while a process
+    writes (see the module doc). The same interface as :class:`WriterLock`.
+
+    Parameters
+    ----------
+    fs
+        The store's fsspec file system.
+    path
+        The lease object's path in ``fs`` (``<store root>/.sg-lock``).
+    what
+        How messages name the store.
+
+    Examples
+    --------
+    >>> import fsspec
+    >>> from storegate.errors import StoreLockedError
+    >>> fs = fsspec.filesystem("memory")
+    >>> a = ObjectLease(fs, "/doc-lease/s.zarr/.sg-lock", "a store")
+    >>> b = ObjectLease(fs, "/doc-lease/s.zarr/.sg-lock", "a store")
+    >>> a.acquire(); a.held
+    True
+    >>> b.try_acquire()
+    False
+    >>> a.release(); b.try_acquire(); b.release()
+    True
+    """
+
+    def __init__(self, fs: Any, path: str, what: str) -> None:
+        self.fs = fs
+        self.path = path
+        self.what = what
+        self._token: str | None = None
+        self._pid = os.getpid()
+        self._mutex = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lease through this object."""
+        return self._token is not None and self._pid == os.getpid()
+
+    def _read(self) -> dict[str, Any] | None:
+        """The lease's content; ``None`` if there is none, ``{}`` if it is unreadable."""
+        try:
+            self.fs.invalidate_cache()
+            raw = self.fs.cat_file(self.path)
+        except FileNotFoundError:
+            return None
+        try:
+            info = json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    def _create(self, body: bytes) -> bool:
+        try:
+            self.fs.pipe_file(self.path, body, mode="create")
+        except FileExistsError:
+            return False
+        except TypeError:  # a file system without exclusive creation: check, then write
+            if self.fs.exists(self.path):
+                return False
+            self.fs.pipe_file(self.path, body)
+        return True
+
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free (or its holder, on this host, is dead)."""
+        import uuid
+
+        with self._mutex:
+            if self._pid != os.getpid():  # a forked child never inherits the parent's lease
+                self._token, self._pid = None, os.getpid()
+            if self._token is not None:
+                return True
+            token = uuid.uuid4().hex
+            body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                               "token": token}).encode()
+            if not self._create(body):
+                info = self._read()
+                if info is None:  # released between our write and our read: try once more
+                    if not self._create(body):
+                        return False
+                elif self._stale(info):
+                    logger.warning("%s: taking over the lease of dead process %s on this host "
+                                   "(%s)", self.what, info.get("pid"), self.path)
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(self.path)
+                    if not self._create(body):
+                        return False
+                else:
+                    return False
+            self._token = token
+            return True
+
+    @staticmethod
+    def _stale(info: dict[str, Any]) -> bool:
+        pid = info.get("pid")
+        return (info.get("host") == socket.gethostname() and isinstance(pid, int)
+                and pid != os.getpid() and not pid_alive(pid))
+
+    def acquire(self) -> None:
+        """Take the lease or raise :class:`~storegate.errors.StoreLockedError`."""
+        if not self.try_acquire():
+            info = self._read() or {}
+            me = info.get("pid") == os.getpid() and info.get("host") == socket.gethostname()
+            who = ("another backend in this process" if me else
+                   f"process {info.get('pid', '?')} on {info.get('host', '?')}")
+            raise StoreLockedError(
+                f"{self.what} is being written by {who} (since {info.get('since', '?')}); "
+                "storegate allows one writing process per store. Wait for it to finish (or "
+                "close() the other StoreGate), or open this one with mode='r' to read while it "
+                f"writes. If that writer is gone (killed, its machine lost), its lease "
+                f"{self.path!r} stays: remove it with `storegate unlock <store URL>`."
+            )
+
+    def release(self) -> None:
+        """Delete the lease if this process holds it (a no-op otherwise)."""
+        with self._mutex:
+            token, self._token = self._token, None
+            if token is None or self._pid != os.getpid():
+                return
+            try:
+                info = self._read()
+                if info is not None and info.get("token") == token:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(self.path)
+            except Exception as err:  # the store is unreachable (e.g. at exit, offline)
+                logger.warning("%s: could not remove this writer's lease %r (%s: %s); the next "
+                               "writer on this host takes it over, one elsewhere needs "
+                               "`storegate unlock`", self.what, self.path,
+                               type(err).__name__, err)
+
+
+def break_lease(fs: Any, path: str) -> dict[str, Any] | None:
+    """Remove a lease left by a writer that is gone; return what it said (``None``: there was
+    none). Removing the lease of a live writer lets a second writer in: check first.
+
+    >>> import fsspec
+    >>> fs = fsspec.filesystem("memory")
+    >>> lease = ObjectLease(fs, "/doc-break/s.zarr/.sg-lock", "a store"); lease.acquire()
+    >>> sorted(break_lease(fs, "/doc-break/s.zarr/.sg-lock"))
+    ['host', 'pid', 'since', 'token']
+    >>> break_lease(fs, "/doc-break/s.zarr/.sg-lock") is None
+    True
+    """
+    info = ObjectLease(fs, path, "")._read()
+    if info is not None:
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+    return info

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import logging
 import threading
 import warnings
@@ -252,12 +253,39 @@ def load_all() -> tuple[dict[str, type[Backend]], dict[str, BackendImportError]]
     return ok, failed
 
 
-def guess_backend(location: str) -> str:
+def _url_exists(location: str, storage_options: dict[str, Any] | None) -> bool | None:
+    """Whether anything exists at an fsspec URL (``None``: cannot tell)."""
+    try:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(location, **(storage_options or {}))
+        fs.invalidate_cache()
+        return bool(fs.exists(root))
+    except Exception:
+        return None
+
+
+def _guess(cls: type[Backend], location: str, storage_options: dict[str, Any] | None) -> bool:
+    """``cls.guess_can_open(location)``, with ``storage_options=`` for backends that take it
+    (the keyword is optional for plugins)."""
+    if storage_options is not None:
+        try:
+            params = inspect.signature(cls.guess_can_open).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        if "storage_options" in params:
+            return bool(cls.guess_can_open(location,  # type: ignore[call-arg]
+                                           storage_options=storage_options))
+    return bool(cls.guess_can_open(location))
+
+
+def guess_backend(location: str, storage_options: dict[str, Any] | None = None) -> str:
     """The name of the installed backend that recognises the store at ``location``.
 
     Each backend is asked (:meth:`Backend.guess_can_open <storegate.backends.Backend.
     guess_can_open>`, a cheap look at marker files) in registry order, built-ins first;
-    plugins that fail to import are skipped.
+    plugins that fail to import are skipped. ``storage_options`` (fsspec options for URLs:
+    endpoint, credentials) reach the backends whose ``guess_can_open`` takes them.
 
     Raises
     ------
@@ -289,12 +317,16 @@ def guess_backend(location: str) -> str:
                          exc_info=True)
             continue
         try:
-            if cls.guess_can_open(location):
+            if _guess(cls, location, storage_options):
                 return name
         except Exception:  # a plugin's guess must never break the others
             logger.debug("guess_backend: %r.guess_can_open raised", name, exc_info=True)
     if "://" not in location and not os.path.exists(location):
         raise StoreNotFoundError(f"no store at {location!r}: the path does not exist.")
+    if "://" in location and _url_exists(location, storage_options) is False:
+        raise StoreNotFoundError(
+            f"no store at {location!r}: nothing exists at that URL (check the bucket and path, "
+            "and the endpoint and credentials: storage_options or the AWS_* variables).")
     raise CorruptStoreError(
         f"{location!r} is not a store any installed backend recognises (asked: "
         f"{', '.join(names)}); pass the backend explicitly (--backend NAME, or "

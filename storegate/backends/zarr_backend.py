@@ -73,7 +73,8 @@ from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
 from .journal import JOURNAL_DIR, DirJournal, Transactions, Writer, recover_abandoned
 from .lifecycle import flush_at_exit, remove_own_tmpdir
-from .locking import WriterLock
+from .locking import LOCK_NAME, ObjectLease, WriterLock
+from .remote import remote_options
 
 __all__ = ["ZarrBackend"]
 
@@ -82,9 +83,31 @@ logger = logging.getLogger(__name__)
 _MODES = ("r", "r+", "a", "w", "w-")
 _META = "storegate"
 _OLD_PREFIX = ".sg-old-"
-_LOCK_FILE = ".sg-lock"
+_LOCK_FILE = LOCK_NAME
 _PRIVATE = (_LOCK_FILE, JOURNAL_DIR)
 DEFAULT_CHUNK_BYTES = 4 << 20
+
+
+class _HidesPrivate:
+    """Store mixin: storegate's own files (the lock or lease, the journal) and a killed write's
+    temporaries (``*.partial``) are not part of the zarr hierarchy, so zarr's listings skip
+    them."""
+
+    async def list(self) -> Any:
+        async for key in super().list():  # type: ignore[misc]
+            if not key.startswith(_PRIVATE):
+                yield key
+
+    async def list_prefix(self, prefix: str) -> Any:
+        async for key in super().list_prefix(prefix):  # type: ignore[misc]
+            if not key.startswith(_PRIVATE):
+                yield key
+
+    async def list_dir(self, prefix: str) -> Any:
+        top = not prefix.strip("/")
+        async for key in super().list_dir(prefix):  # type: ignore[misc]
+            if not (top and key.startswith(_PRIVATE)) and not key.endswith(".partial"):
+                yield key
 
 
 def _journaled_store_class() -> Any:
@@ -92,7 +115,7 @@ def _journaled_store_class() -> Any:
     (:mod:`storegate.backends.journal`) and never through symbolic links leaving the store."""
     from zarr.storage import LocalStore
 
-    class JournaledLocalStore(LocalStore):
+    class JournaledLocalStore(_HidesPrivate, LocalStore):
         writer: Writer | None = None
 
         def _journal(self) -> DirJournal | None:
@@ -131,24 +154,6 @@ def _journaled_store_class() -> Any:
             if os.path.isdir(os.path.join(str(self.root), prefix)):
                 j.remove(prefix)
 
-        # storegate's own files (the lock, the journal) are not part of the zarr hierarchy
-        async def list(self) -> Any:
-            async for key in super().list():
-                if not key.startswith(_PRIVATE):
-                    yield key
-
-        async def list_prefix(self, prefix: str) -> Any:
-            async for key in super().list_prefix(prefix):
-                if not key.startswith(_PRIVATE):
-                    yield key
-
-        async def list_dir(self, prefix: str) -> Any:
-            top = not prefix.strip("/")
-            async for key in super().list_dir(prefix):
-                # a write's temporary (``*.partial``, left by a kill) is no zarr node either
-                if not (top and key.startswith(_PRIVATE)) and not key.endswith(".partial"):
-                    yield key
-
         async def clear(self) -> None:
             self._check_writable()
             j = self._journal()
@@ -179,6 +184,23 @@ def _store_class() -> Any:
     if _STORE_CLASS is None:
         _STORE_CLASS = _journaled_store_class()
     return _STORE_CLASS
+
+
+_REMOTE_CLASS: Any = None
+
+
+def _remote_store_class() -> Any:
+    """zarr's ``FsspecStore`` with storegate's lease object (``.sg-lock``) hidden from the
+    listings, like the local store hides its private files."""
+    global _REMOTE_CLASS
+    if _REMOTE_CLASS is None:
+        from zarr.storage import FsspecStore
+
+        class PrivateHidingFsspecStore(_HidesPrivate, FsspecStore):
+            pass
+
+        _REMOTE_CLASS = PrivateHidingFsspecStore
+    return _REMOTE_CLASS
 
 
 def _next_pow2(n: int) -> int:
@@ -268,7 +290,7 @@ class _Files:
             # zarr holds an async file system; directory moves need a synchronous one
             from fsspec.core import url_to_fs
 
-            self.fs, self.root = url_to_fs(location, **(storage_options or {}))
+            self.fs, self.root = url_to_fs(location, **remote_options(location, storage_options))
 
     @property
     def supported(self) -> bool:
@@ -278,10 +300,16 @@ class _Files:
         assert self.root is not None
         return f"{self.root.rstrip('/')}/{rel}"
 
+    def _fresh(self) -> Any:
+        """The file system with its listing cache dropped: zarr writes through its own
+        (asynchronous) instance, so listings cached by this one may be stale."""
+        self.fs.invalidate_cache()
+        return self.fs
+
     def exists(self, rel: str) -> bool:
         if self.fs is None:
             return os.path.exists(self._p(rel))
-        return bool(self.fs.exists(self._p(rel)))
+        return bool(self._fresh().exists(self._p(rel)))
 
     def move(self, src: str, dst: str) -> None:
         if self.fs is None:
@@ -290,7 +318,17 @@ class _Files:
                 j.before_rename(src, dst)
             os.replace(self._p(src), self._p(dst))
         else:
-            self.fs.mv(self._p(src), self._p(dst), recursive=True)
+            # an object store has no rename: copy every object (concurrently, through the
+            # file system's bulk copy), then delete the originals. fsspec's recursive mv also
+            # tries to copy the "directory" keys, which S3 rejects.
+            fs = self._fresh()
+            s, d = self._p(src).rstrip("/"), self._p(dst).rstrip("/")
+            files = [f for f in fs.find(s) if f.startswith(s + "/")]
+            if not files:
+                raise FileNotFoundError(f"nothing to move at {s!r}")
+            fs.copy(files, [d + f[len(s):] for f in files])
+            fs.rm(files)
+            fs.invalidate_cache()
 
     def remove(self, rel: str) -> None:
         if self.fs is None:
@@ -299,7 +337,7 @@ class _Files:
                 j.remove(rel)
             else:
                 shutil.rmtree(self._p(rel), ignore_errors=True)
-        elif self.fs.exists(self._p(rel)):
+        elif self._fresh().exists(self._p(rel)):
             self.fs.rm(self._p(rel), recursive=True)
 
     def children(self, rel: str) -> list[str]:
@@ -307,7 +345,7 @@ class _Files:
             if self.fs is None:
                 return sorted(os.listdir(self._p(rel)))
             return sorted(p.rstrip("/").rsplit("/", 1)[-1]
-                          for p in self.fs.ls(self._p(rel), detail=False))
+                          for p in self._fresh().ls(self._p(rel), detail=False))
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -788,6 +826,96 @@ def _filler(var: _Var, io_threads: int) -> None:
     var.filler, var.rows_reader = reader.read_range, reader
 
 
+# ---- parallel region writes (storegate.dask): what a worker process unpickles
+class _ZarrRegionWriter:
+    """Writes chunk-aligned rows of one zarr array from any process (the
+    :class:`~storegate.backends.base.RegionWriter` of :meth:`ZarrBackend.region_writer`).
+
+    It pickles as the store location, the array's path, shape and dtype, and a token naming
+    this writer; each process opens the array once per token and keeps it (the last few).
+    Uncompressed local chunks are written as whole files straight from the rows, each replaced
+    atomically (as appends do); anything else goes through zarr.
+    """
+
+    _opened: ClassVar[dict[str, _Var]] = {}
+    _opened_lock: ClassVar[threading.Lock] = threading.Lock()
+    _KEEP: ClassVar[int] = 8
+
+    def __init__(self, location: str, storage_options: dict[str, Any] | None, path: str,
+                 shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int, token: str) -> None:
+        self.location = location
+        self.storage_options = storage_options
+        self.path = path
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.chunk_rows = int(chunk_rows)
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"<zarr region writer {self.location!r}:{self.path!r}>"
+
+    def _var(self) -> _Var:
+        cache = type(self)._opened
+        with self._opened_lock:
+            v = cache.get(self.token)
+        if v is not None:
+            return v
+        import zarr
+
+        if "://" in self.location:
+            from zarr.storage import FsspecStore
+
+            store: Any = FsspecStore.from_url(self.location,
+                                              storage_options=remote_options(
+                                                  self.location, self.storage_options),
+                                              read_only=False)
+        else:
+            store = _store_class()(self.location, read_only=False)  # no journal: no writer set
+        try:
+            arr = zarr.open_array(store=store, path=self.path, mode="r+")
+        except Exception as err:
+            raise StoregateError(
+                f"a dask worker cannot open var {self.path!r} of zarr store {self.location!r} "
+                f"({type(err).__name__}: {err}); every worker must reach the store at the same "
+                "path or URL (a shared file system, or s3:// with storage_options)."
+            ) from None
+        if tuple(arr.shape) != self.shape or np.dtype(arr.dtype) != self.dtype:
+            raise StoregateError(
+                f"var {self.path!r} of zarr store {self.location!r} changed while dask workers "
+                f"were writing it (shape {tuple(arr.shape)}, dtype {arr.dtype}; expected "
+                f"{self.shape}, {self.dtype}); the write was abandoned."
+            )
+        v = _Var(np.dtype(arr.dtype), tuple(arr.shape[1:]), arr, int(arr.chunks[0]))
+        _filler(v, 1)
+        with self._opened_lock:
+            cache[self.token] = v
+            while len(cache) > self._KEEP:
+                del cache[next(iter(cache))]
+        return v
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Store ``rows`` as rows ``start:start + len(rows)`` (chunk-aligned, see the class)."""
+        start = int(start)
+        stop = start + int(rows.shape[0])
+        n, cr = self.shape[0], self.chunk_rows
+        if tuple(rows.shape[1:]) != self.shape[1:] or not 0 <= start <= stop <= n or (
+                start % cr or (stop % cr and stop != n)):
+            raise ShapeMismatchError(
+                f"a region write of rows {start}:{stop} (row shape {tuple(rows.shape[1:])}) "
+                f"does not fit var {self.path!r} of shape {self.shape} with chunks of {cr} "
+                "rows: writes must cover whole chunks (start and stop multiples of the chunk "
+                "rows, or stop at the last row)."
+            )
+        if stop == start:
+            return
+        v = self._var()
+        rows = np.ascontiguousarray(rows, dtype=v.dtype)
+        if v.rows_reader is not None and v.array.fill_value == 0:
+            v.rows_reader.write_range(start, rows)
+        else:
+            v.array[start:stop] = rows
+
+
 class ZarrBackend(Backend):
     """Vars stored as zarr arrays (zarr-python 3; format 3 by default, format 2 readable).
 
@@ -984,10 +1112,9 @@ class ZarrBackend(Backend):
             )
         try:
             if is_url:
-                from zarr.storage import FsspecStore
-
-                store: Any = FsspecStore.from_url(
-                    loc, storage_options=s.storage_options, read_only=self.readonly
+                store: Any = _remote_store_class().from_url(
+                    loc, storage_options=remote_options(loc, s.storage_options),
+                    read_only=self.readonly
                 )
             else:
                 if self.readonly and not os.path.isdir(loc):
@@ -1037,8 +1164,12 @@ class ZarrBackend(Backend):
             ) from None
         self._root = root
         self._files = _Files(root.store, s.location, s.storage_options)
-        if not self.readonly and self._writer.lock is None and _META not in root.attrs:
-            root.attrs[_META] = {"format": 1}  # a remote store (no lock, no journal)
+        if is_url and not self.readonly and self._writer.lock is None:
+            # an object store: a lease object instead of flock, taken at the first write
+            self._writer.lock = ObjectLease(self._files.fs, self._files._p(_LOCK_FILE),
+                                            self.describe())
+            if _META not in root.attrs:
+                root.attrs[_META] = {"format": 1}  # a new remote store (no journal)
         if self._writer.lock is not None and self._writer.lock.held and self._mode == "a":
             self._release_if_clean()
         return root
@@ -1091,12 +1222,18 @@ class ZarrBackend(Backend):
         if self._root is None:
             self._open_root()
         w = self._writer
-        if w.lock is None or (w.lock.held and w.journal is not None):
+        remote = isinstance(w.lock, ObjectLease)
+        if w.lock is None or (w.lock.held and (w.journal is not None or remote)):
             return
         w.lock.acquire()
         # another writer may have changed the store since this process read it
         if not _buffered(self._phases):
             _discard(self._phases, self._cache)
+        if remote:
+            # a lease outlives its process: give it back at exit (after the rows buffered by
+            # this backend are written, whose exit flush was registered first)
+            flush_at_exit(w.lock, w.lock.release)
+            return  # no journal on an object store: each object write is atomic
         store = self._root.store
         self._enable_journal(store, str(store.root))
 
@@ -1110,9 +1247,11 @@ class ZarrBackend(Backend):
             yield
 
     @classmethod
-    def guess_can_open(cls, location: str) -> bool:
+    def guess_can_open(cls, location: str,
+                       storage_options: dict[str, Any] | None = None) -> bool:
         """A zarr group (format 3 ``zarr.json`` or multiml's format 2 ``.zgroup``) at
-        ``location``, a local path or an fsspec URL."""
+        ``location``, a local path or an fsspec URL (reached with ``storage_options``, or the
+        environment's settings, e.g. the ``AWS_*`` variables)."""
         try:
             location = os.fspath(location)
             if "://" not in location:
@@ -1120,7 +1259,8 @@ class ZarrBackend(Backend):
                     os.path.isfile(os.path.join(location, m)) for m in ("zarr.json", ".zgroup"))
             from fsspec.core import url_to_fs
 
-            fs, root = url_to_fs(location)
+            fs, root = url_to_fs(location, **(storage_options or {}))
+            fs.invalidate_cache()
             return any(fs.exists(f"{root.rstrip('/')}/{m}") for m in ("zarr.json", ".zgroup"))
         except Exception:
             return False
@@ -1400,9 +1540,11 @@ class ZarrBackend(Backend):
             _filler(v, self._settings.io_threads)
         reader = v.rows_reader
         try:
+            remote = self._files is not None and self._files.fs is not None
             arena = Arena((v.length, *v.row_shape), v.dtype, v.chunk_rows, v.filler,
                           reader.read_rows if reader is not None else None,
-                          reader.cached if reader is not None else None)
+                          reader.cached if reader is not None else None,
+                          parallel=self._settings.io_threads if remote else 1)
         except (MemoryError, ValueError):  # no room for it: read without an arena
             return None
         self._cache.put(key, arena)
@@ -1439,6 +1581,14 @@ class ZarrBackend(Backend):
         if stop <= start:
             return np.empty((0, *v.row_shape), dtype=v.dtype)
         arena = self._cache.get(key)
+        if arena is None and self._files is not None and self._files.fs is not None:
+            # a remote var: ranges go through the decoded cache too, which reads ahead
+            # during a scan (several chunk requests in flight instead of one at a time)
+            arena = self._arena(key, v)
+            if arena is not None:
+                arena.ensure_range(start, stop)
+        elif arena is not None and arena.parallel > 1:
+            arena.ensure_range(start, stop)
         if arena is not None and arena.covers(start, stop):
             out = arena.buf[index]
             return np.array(out, copy=True)
@@ -1870,6 +2020,58 @@ class ZarrBackend(Backend):
             for arena in deferred:
                 arena.start_background()
 
+
+    # ---- parallel region writes (storegate.dask)
+    def region_writer(self, data_id: str, phase: str, var: str) -> _ZarrRegionWriter | None:
+        """A picklable writer of chunk-aligned rows of a regular var, for dask workers (see
+        :meth:`Backend.region_writer`); ``None`` for a ``memory://`` store (other processes
+        cannot see it), a ragged var, or an array chunked along other axes too.
+
+        Workers write the var's chunk files without the writer lock and the undo journal: the
+        process that asks for the writer holds the lock (it takes it here) and is expected to
+        write a temporary var (a ``.sg-tmp-`` name, removed at the next writable open if the
+        process dies) and rename it into place afterwards, as :func:`storegate.dask.from_dask`
+        does.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> be = ZarrBackend(output_dir=tempfile.mkdtemp() + "/s.zarr", chunk=2)
+        >>> be.create_data_id("d"); be.create("d", "train", "x", (5, 3), np.dtype("f4"))
+        >>> w = be.region_writer("d", "train", "x")
+        >>> w.chunk_rows
+        2
+        >>> for start in (4, 0, 2):  # any order, any process; each call whole chunks
+        ...     w.write(start, np.full((min(2, 5 - start), 3), start, "f4"))
+        >>> be.end_region_writes("d", "train", "x")
+        >>> be.read("d", "train", "x", slice(0, 5, 1))[:, 0].tolist()
+        [0.0, 0.0, 2.0, 2.0, 4.0]
+        """
+        import uuid
+
+        self._check_writable()
+        s = self._settings
+        if s.location.startswith("memory://") or self._is_ragged(data_id, phase, var):
+            return None
+        v = self._ready(data_id, phase, var)
+        arr = v.array
+        if arr is None or any(int(c) < int(n) for c, n in zip(arr.chunks[1:], arr.shape[1:],
+                                                              strict=True)):
+            return None
+        return _ZarrRegionWriter(s.location, s.storage_options, str(arr.path), tuple(arr.shape),
+                                 np.dtype(arr.dtype), int(arr.chunks[0]), uuid.uuid4().hex)
+
+    def end_region_writes(self, data_id: str, phase: str, var: str) -> None:
+        """Forget this process's handles of a var written by a :meth:`region_writer` (its chunk
+        files were replaced by other processes) and drop its ``sparse`` mark: every chunk is
+        written now, so ``storegate check`` reports a missing one again."""
+        self._check_writable()
+        self._forget(data_id, phase, [var])
+        arr = self._var(data_id, phase, var).array
+        own = arr.attrs.get(_META)
+        if isinstance(own, dict) and own.get("sparse"):
+            arr.attrs[_META] = {k: x for k, x in own.items() if k != "sparse"}
+        self._forget(data_id, phase, [var])
 
     # ------------------------------------------------------------------ health check, sizes
     def _disk_name(self, data_id: str, phase: str, var: str) -> tuple[_Phase, str]:

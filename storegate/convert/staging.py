@@ -36,6 +36,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 
+from ..backends.locking import pid_alive
 from .errors import ConversionError, DestinationExistsError
 
 __all__ = ["remove_path", "staged"]
@@ -55,16 +56,6 @@ def remove_path(path: str) -> None:
             os.unlink(path)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(parent: str, base: str) -> None:
     """Remove temporaries of ``base`` left by processes that no longer run. A destination
     moved aside by a process killed before it moved the new one in is put back."""
@@ -76,7 +67,7 @@ def _remove_stale(parent: str, base: str) -> None:
             return
         for name in names:
             pid_text = name[len(prefix):].split("-", 1)[0]
-            if pid_text.isdigit() and not _alive(int(pid_text)):
+            if pid_text.isdigit() and not pid_alive(int(pid_text)):
                 path = os.path.join(parent, name)
                 if prefix.endswith(_OLD) and not os.path.lexists(dst):
                     logger.info("restoring %s from %s", dst, path)
