@@ -46,7 +46,8 @@ from typing import Any
 
 from ..errors import StoreLockedError
 
-__all__ = ["LOCK_NAME", "ObjectLease", "WriterLock", "break_lease", "pid_alive"]
+__all__ = ["LOCK_NAME", "ObjectLease", "WriterLock", "break_lease", "pid_alive",
+           "release_leases"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,17 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_leases: weakref.WeakSet[ObjectLease] = weakref.WeakSet()
+
+
+def release_leases() -> None:
+    """Delete every lease this process holds (a test server about to stop; see
+    :class:`storegate.testing.s3.LocalS3`). A backend whose lease is gone takes it again at
+    its next write."""
+    for lease in list(_leases):
+        lease.release()
+
+
 class ObjectLease:
     """One writer per store on an object store: the object ``path`` exists while a process
     writes (see the module doc). The same interface as :class:`WriterLock`.
@@ -263,6 +275,7 @@ class ObjectLease:
                 else:
                     return False
             self._token = token
+            _leases.add(self)
             return True
 
     @staticmethod
@@ -290,6 +303,7 @@ class ObjectLease:
         """Delete the lease if this process holds it (a no-op otherwise)."""
         with self._mutex:
             token, self._token = self._token, None
+            _leases.discard(self)
             if token is None or self._pid != os.getpid():
                 return
             try:

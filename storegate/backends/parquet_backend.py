@@ -35,6 +35,15 @@ A directory (or single file) of Parquet files that storegate did not write opens
 (``mode='r'``): its supported columns appear as the vars of one data_id, all rows in phase
 ``'train'``.
 
+``output_dir`` may also be an fsspec URL (``s3://bucket/store.parquet``, ``gs://...``,
+``memory://...``; options such as the endpoint and credentials in ``storage_options`` or the
+usual environment variables). Such a *remote* store has the same layout and the same commit
+order (data files first, then the manifest; each object is written in one atomic PUT, so a
+reader never sees a manifest naming a missing file) but no writer lock and no undo journal:
+one writer at a time is up to the user, and a failed multi-step change is not rolled back.
+Reads of remote files fetch only the byte ranges of the column chunks they need, all the
+ranges of one read concurrently, after reading each file's footer once.
+
 Examples
 --------
 >>> import tempfile, numpy as np
@@ -76,6 +85,8 @@ from ..errors import (
     DataIdNotFoundError,
     DtypeError,
     InvalidArgumentError,
+    MissingDependencyError,
+    ReadOnlyError,
     ShapeMismatchError,
     StoregateError,
     StoreNotFoundError,
@@ -90,7 +101,7 @@ from .arena import Arena, ArenaCache, default_cache_bytes
 from .base import TEMP_PREFIX, Backend, VarInfo
 from .journal import JOURNAL_DIR, DirJournal, Transactions, Writer, recover_abandoned
 from .lifecycle import flush_at_exit, remove_own_tmpdir
-from .locking import WriterLock
+from .locking import LOCK_NAME, ObjectLease, WriterLock, pid_alive
 
 __all__ = ["ParquetBackend"]
 
@@ -108,7 +119,7 @@ _RAGGED_KEY = b"storegate.ragged"
 _PART_PREFIX = "part-"
 _TMP_PREFIX = ".tmp-"
 _DELETED_PREFIX = ".sg-deleted-"
-_LOCK_FILE = ".sg-lock"
+_LOCK_FILE = LOCK_NAME
 _PRIVATE = (_LOCK_FILE, JOURNAL_DIR)
 
 DEFAULT_ROW_GROUP_BYTES = 8 << 20
@@ -116,6 +127,13 @@ DEFAULT_FILE_BYTES = 128 << 20
 DEFAULT_ROWGROUP_CACHE_BYTES = 64 << 20
 _MAX_ROW_GROUP_ROWS = 1 << 20  # pyarrow's own cap per row group
 _MAX_HANDLES = 64
+_MAX_REMOTE_HANDLES = 512  # remote handles: a footer (small files: whole), no OS resource
+_WINDOW_FILES = 128  # remote files whose chunks one batch of a read prefetches
+_TAIL_BYTES = 64 << 10  # first read of a remote file's end (its footer, usually whole)
+_MERGE_GAP = 64 << 10  # remote ranges this close are fetched as one request ...
+_MERGE_MAX = 4 << 20  # ... while the request stays this small (large ones run in parallel)
+_OPEN_THREADS = 16  # remote footers read at once
+_PREFETCH_BYTES = 256 << 20  # remote column chunks held at once by one read
 _GROUPS_PER_TASK = 2  # row groups decoded per task of a parallel fill
 _FILL_THREADS = max(1, min(4, os.cpu_count() or 1))
 _PARALLEL_FILL_BYTES = 32 << 20  # fills smaller than this decode in the calling thread
@@ -525,6 +543,8 @@ class _Settings:
     buffer_bytes: int
     fsync: bool
     foreign_data_id: str | None
+    url: bool = False  # an fsspec URL (a remote store), not a local directory
+    storage_options: dict[str, Any] | None = None
 
 
 class _Pending:
@@ -671,12 +691,19 @@ class _State:
         self.foreign_id = ""
         self.phases: dict[tuple[str, str], _Phase] = {}
         self.attrs: dict[str, dict[str, Any]] = {}
+        self.known_ids: set[str] = set()  # remote data_ids seen to exist (saves requests)
         self.handles: OrderedDict[str, _Handle] = OrderedDict()
         self.arenas = ArenaCache(settings.cache_bytes)
         self.arena_tokens: dict[tuple[str, str, str], tuple[str, ...]] = {}
         self.rgcache = _RowGroupCache(settings.rowgroup_cache_bytes)
         self.pending_bytes = 0
         self.lock = threading.RLock()
+        # guards ``handles`` alone, so a read that fills an arena (holding the arena's lock)
+        # never waits for ``lock``, which a write holds while it updates that arena
+        self.handle_lock = threading.RLock()
+        # the file system of a store at a URL (no writer lock, no journal there), else None
+        self.remote = (_Remote(settings.location, settings.storage_options) if settings.url
+                       else None)
         self.writer = Writer()
         writer, phases = self.writer, self.phases
         self.tx = Transactions(lambda: writer.journal,
@@ -712,20 +739,26 @@ def _flush_state(st: _State) -> None:
 
 def _discard(st: _State) -> None:
     """Forget everything the process knows of the store (after a rollback: reload it)."""
-    _forget_files(st, list(st.handles))
+    with st.handle_lock:
+        paths = list(st.handles)
+    _forget_files(st, paths)
     st.rgcache.clear()
     st.arenas.clear()
     st.arena_tokens.clear()
     st.phases.clear()
     st.attrs.clear()
+    st.known_ids.clear()
     st.pending_bytes = 0
 
 
 # ---------------------------------------------------------------------------------- files
 def _atomic_write(path: str, data: bytes, fsync: bool,
-                  journal: DirJournal | None = None) -> None:
+                  journal: DirJournal | None = None, remote: _Remote | None = None) -> None:
     """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (recorded in
-    ``journal`` first)."""
+    ``journal`` first); on a remote store, one PUT (atomic by itself)."""
+    if remote is not None:
+        remote.put(path, data)
+        return
     if journal is not None:
         journal.before_write(path)
     folder, name = os.path.split(path)
@@ -754,25 +787,18 @@ def _fsync_dir(folder: str) -> None:
             os.close(fd)
 
 
-def _write_json(path: str, obj: Any, fsync: bool, journal: DirJournal | None = None) -> None:
+def _write_json(path: str, obj: Any, fsync: bool, journal: DirJournal | None = None,
+                remote: _Remote | None = None) -> None:
     _atomic_write(path, json.dumps(obj, indent=1, allow_nan=True).encode("utf-8"), fsync,
-                  journal)
+                  journal, remote)
 
 
-def _makedirs(path: str, journal: DirJournal | None) -> None:
+def _makedirs(path: str, journal: DirJournal | None, remote: _Remote | None = None) -> None:
+    if remote is not None:
+        return  # object stores have no directories: writing an object makes its prefix
     if journal is not None:
         journal.before_mkdir(path)
     os.makedirs(path, exist_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _is_parquet_file(path: str) -> bool:
@@ -794,6 +820,562 @@ def _find_parquet(folder: str) -> list[str]:
                 continue
             found.append(os.path.relpath(os.path.join(base, name), folder))
     return found
+
+
+def _select_parquet(root: str, paths: Iterable[str]) -> list[str]:
+    """:func:`_find_parquet` over a listing of a remote directory: the Parquet files among
+    ``paths`` (full paths below ``root``) as sorted relative paths, in ``root`` or its
+    hive-style partition folders, skipping ``.``/``_`` names."""
+    prefix = root.rstrip("/") + "/"
+    found = []
+    for p in paths:
+        if not p.startswith(prefix):
+            continue
+        *dirs, name = p[len(prefix):].split("/")
+        if any(d.startswith((".", "_")) or "=" not in d for d in dirs):
+            continue
+        if name.startswith((".", "_")) or not name.lower().endswith(_PARQUET_SUFFIXES):
+            continue
+        found.append("/".join([*dirs, name]))
+    return sorted(found)
+
+
+def _footer(st: _State, path: str) -> Any:
+    """The Parquet footer (``FileMetaData``) of a data file, local or remote (where it is
+    read once and kept with the file's handle)."""
+    _, pq = _arrow()
+    if st.remote is None:
+        return pq.read_metadata(path)
+    return _remote_handle(st, path).file.metadata
+
+
+def _remote_handle(st: _State, path: str) -> _Handle:
+    """The cached handle of a remote data file, its footer read (with its neighbours')
+    when it is not cached yet."""
+    with st.handle_lock:
+        h = st.handles.get(path)
+    if h is None:
+        _remote_handles(st, [path])
+        with st.handle_lock:
+            h = st.handles.get(path) or _handle(st, path)
+    return h
+
+
+# ---------------------------------------------------------------------------------- remote
+def _url_to_fs(url: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    """``(file system, path)`` of an fsspec URL, with errors a user can act on."""
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"the parquet backend needs fsspec for URLs such as {url!r} ({err}); install it "
+            "with pip install 'storegate[s3]' (fsspec and s3fs)."
+        ) from None
+    try:
+        return url_to_fs(url, **(storage_options or {}))
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"the URL {url!r} needs a library that is not installed ({err}); for s3:// URLs: "
+            "pip install 'storegate[s3]'; for other protocols the fsspec implementation the "
+            "message names."
+        ) from None
+    except ValueError as err:
+        raise InvalidArgumentError(
+            f"cannot use the URL {url!r} for a parquet store ({err}); use a local path or an "
+            "fsspec URL whose protocol is installed (s3://, gs://, memory://, ...)."
+        ) from None
+    except Exception as err:
+        raise InvalidArgumentError(
+            f"cannot set up the file system of the URL {url!r} ({type(err).__name__}: {err}); "
+            "check the URL and the storage_options."
+        ) from None
+
+
+class _Remote:
+    """The fsspec file system of a store at a URL, for one process, and the few file
+    operations the backend needs there (local stores have none: they use ``os`` directly).
+
+    Listings and existence checks drop fsspec's listing cache first (another process may have
+    written since); data files are never overwritten, so their sizes may come from it.
+    Byte ranges prefetched by a read (:meth:`prefetch`) are shared by the threads of that read
+    and dropped when it ends. A failed request other than a missing object raises a
+    :class:`~storegate.errors.StoregateError` naming the URL.
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None) -> None:
+        self.url = url
+        self.fs, root = _url_to_fs(url, storage_options)
+        self.root = str(root).rstrip("/") or str(root)
+        self._lock = threading.Lock()
+        # path -> [start, end, bytes] of the prefetched ranges, sorted by start
+        self._held: dict[str, list[list[Any]]] = {}
+
+    @contextlib.contextmanager
+    def _guard(self, path: str) -> Iterator[None]:
+        """Let ``FileNotFoundError`` through (callers decide what a missing object means);
+        turn any other failure of the file system into a StoregateError."""
+        try:
+            yield
+        except (FileNotFoundError, StoregateError, _MissingFile):
+            raise
+        except Exception as err:
+            raise _remote_failure(self, path, err) from None
+
+    # -------------------------------------------------------------- objects
+    def get(self, path: str) -> bytes:
+        """The whole object (``FileNotFoundError`` if it does not exist). Asked for as the
+        range ``0-`` (one request; without a range s3fs first asks for the size)."""
+        with self._guard(path):
+            try:
+                return bytes(self.fs.cat_file(path, start=0, end=None))
+            except FileNotFoundError:
+                raise
+            except OSError:  # an empty object has no range "0-"
+                return bytes(self.fs.cat_file(path))
+
+    def get_range(self, path: str, start: int, end: int | None) -> bytes:
+        """Bytes ``start:end`` of an object (``start < 0, end None``: its last bytes)."""
+        with self._guard(path):
+            return bytes(self.fs.cat_file(path, start=start, end=end))
+
+    def size(self, path: str) -> int:
+        with self._guard(path):
+            return int(self.fs.size(path))
+
+    def put(self, path: str, data: bytes) -> None:
+        """Write an object in one request (atomic: readers see the old or the new bytes)."""
+        try:
+            with self._guard(path):
+                self.fs.pipe_file(path, data)
+        except FileNotFoundError as err:
+            raise StoreNotFoundError(
+                f"cannot write {self._url(path)!r}: {err}; the bucket (or parent location) "
+                "does not exist. Create it first."
+            ) from None
+        except PermissionError as err:
+            raise ReadOnlyError(
+                f"cannot write {self._url(path)!r}: access denied ({err}); use credentials "
+                "that may write there, or open the store with mode='r'."
+            ) from None
+        finally:
+            self._forget(path)
+
+    def remove(self, paths: Sequence[str]) -> None:
+        """Delete objects (missing ones are fine)."""
+        if not paths:
+            return
+        try:
+            with self._guard(paths[0]):
+                try:
+                    self.fs.rm(list(paths))
+                except FileNotFoundError:
+                    for p in paths:
+                        with contextlib.suppress(FileNotFoundError):
+                            self.fs.rm_file(p)
+        finally:
+            for p in paths:
+                self._forget(p)
+
+    def files_under(self, path: str) -> list[str]:
+        """Every object below ``path`` (full paths; recursive, one listing)."""
+        self._forget(path)
+        with self._guard(path):
+            try:
+                return sorted(str(p) for p in self.fs.find(path, detail=False))
+            except FileNotFoundError:
+                return []
+
+    def names(self, path: str) -> list[str]:
+        """Names of the entries directly in ``path`` (files and directories)."""
+        self._forget(path, inside=True)
+        with self._guard(path):
+            try:
+                found = self.fs.ls(path, detail=False)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        return sorted({str(p).rstrip("/").rsplit("/", 1)[-1] for p in found})
+
+    def kind(self, path: str) -> str | None:
+        """``'file'``, ``'directory'`` or ``None`` (nothing there)."""
+        self._forget(path, inside=True)
+        with self._guard(path):
+            try:
+                info = self.fs.info(path)
+            except FileNotFoundError:
+                return None
+        return "directory" if info.get("type") == "directory" else "file"
+
+    def exists(self, path: str) -> bool:
+        self._forget(path)
+        with self._guard(path):
+            return bool(self.fs.exists(path))
+
+    def _forget(self, path: str, inside: bool = False) -> None:
+        """Drop fsspec's cached listing of ``path``'s directory (and of ``path`` itself when
+        ``inside``): it may be stale."""
+        with contextlib.suppress(Exception):
+            self.fs.invalidate_cache(path.rsplit("/", 1)[0] if "/" in path else path)
+            if inside:
+                self.fs.invalidate_cache(path)
+
+    def _url(self, path: str) -> str:
+        """``path`` of this file system as a URL (for messages)."""
+        proto = self.url.split("://", 1)[0]
+        return f"{proto}://{path.lstrip('/')}"
+
+    # -------------------------------------------------------------- ranges
+    def fetch(self, path: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, bytes]]:
+        """Bytes covering each ``(start, end)`` of ``path``: prefetched ones, the rest fetched
+        now, concurrently (as ``(start, data)`` pieces)."""
+        pieces: list[tuple[int, bytes]] = []
+        missing: list[tuple[str, int, int]] = []
+        with self._lock:
+            held = self._held.get(path, [])
+            for a, b in spans:
+                hit = _covering(held, a, b)
+                if hit is not None:
+                    pieces.append((hit[0], hit[2]))
+                else:
+                    missing.append((path, a, b))
+        merged = _merge(missing)
+        for (_, a, _), data in zip(merged, self._cat(merged), strict=True):
+            pieces.append((a, data))
+        return pieces
+
+    @contextlib.contextmanager
+    def prefetch(self, wanted: Sequence[tuple[str, int, int]]) -> Iterator[None]:
+        """Fetch the ranges ``(path, start, end)`` concurrently and keep them while the block
+        runs, so reads in it (in any thread) decode from memory."""
+        with self._lock:
+            todo = [w for w in wanted if _covering(self._held.get(w[0], []), w[1], w[2]) is None]
+        merged = _merge(todo)
+        items = [[a, b, data] for (_, a, b), data in zip(merged, self._cat(merged), strict=True)]
+        mine = {id(x) for x in items}
+        with self._lock:
+            for (path, _, _), item in zip(merged, items, strict=True):
+                held = self._held.setdefault(path, [])
+                held.append(item)
+                held.sort(key=lambda x: x[0])
+        try:
+            yield
+        finally:
+            with self._lock:
+                for path in {m[0] for m in merged}:
+                    held = [x for x in self._held.get(path, []) if id(x) not in mine]
+                    if held:
+                        self._held[path] = held
+                    else:
+                        self._held.pop(path, None)
+
+    def _cat(self, ranges: Sequence[tuple[str, int, int]]) -> list[bytes]:
+        """The bytes of ``(path, start, end)`` ranges, requested concurrently."""
+        if not ranges:
+            return []
+        if len(ranges) == 1:
+            path, a, b = ranges[0]
+            try:
+                return [self.get_range(path, a, b)]
+            except FileNotFoundError:
+                raise _MissingFile(path) from None
+        with self._guard(ranges[0][0]):
+            out = self.fs.cat_ranges([r[0] for r in ranges], [r[1] for r in ranges],
+                                     [r[2] for r in ranges], on_error="return")
+        result: list[bytes] = []
+        for (path, _, _), data in zip(ranges, out, strict=True):
+            if isinstance(data, FileNotFoundError):
+                raise _MissingFile(path)
+            if isinstance(data, Exception):
+                raise _remote_failure(self, path, data)
+            result.append(bytes(data))
+        return result
+
+
+def _covering(held: list[list[Any]], a: int, b: int) -> list[Any] | None:
+    """The held range that contains ``[a, b)``, or ``None``."""
+    for item in held:
+        if item[0] <= a and b <= item[1]:
+            return item
+        if item[0] > a:
+            break
+    return None
+
+
+def _merge(ranges: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Ranges sorted and joined where they overlap or lie close (one request instead of many
+    tiny ones; large ones stay separate, so they are still fetched concurrently)."""
+    out: list[tuple[str, int, int]] = []
+    for path, a, b in sorted(set(ranges)):
+        if out and out[-1][0] == path and a - out[-1][2] <= _MERGE_GAP and (
+                max(b, out[-1][2]) - out[-1][1] <= _MERGE_MAX):
+            out[-1] = (path, out[-1][1], max(b, out[-1][2]))
+        else:
+            out.append((path, a, b))
+    return out
+
+
+class _Ranges:
+    """A read-only file object over pieces of a remote file, for ``pyarrow.PythonFile``: reads
+    inside a piece are served from memory, any other read is fetched (one request)."""
+
+    def __init__(self, remote: _Remote, path: str, size: int,
+                 pieces: Iterable[tuple[int, bytes]]) -> None:
+        self._remote = remote
+        self._path = path
+        self._size = size
+        self._pieces = sorted(pieces, key=lambda p: p[0])
+        self._pos = 0
+        self.closed = False
+
+    def read_buffer(self, n: int = -1) -> memoryview:
+        a = self._pos
+        b = self._size if n is None or n < 0 else min(self._size, a + n)
+        self._pos = b
+        for start, data in self._pieces:
+            if start <= a and b <= start + len(data):
+                return memoryview(data)[a - start : b - start]
+            if start > a:
+                break
+        try:
+            return memoryview(self._remote.get_range(self._path, a, b))
+        except FileNotFoundError:
+            raise _MissingFile(self._path) from None
+
+    def read(self, n: int = -1) -> memoryview:
+        return self.read_buffer(n)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = 0 if whence == 0 else self._pos if whence == 1 else self._size
+        self._pos = base + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _RemoteFile:
+    """A Parquet file of a remote store: its footer, read once (one request for the file's
+    last 64 KiB, whose answer is the whole file when it is smaller, plus one for the size
+    otherwise), and reads of row groups that fetch only the byte ranges of the column chunks
+    they decode (prefetched by the caller, or fetched concurrently here). A small file is
+    kept whole. Immutable, so threads share it without a lock."""
+
+    __slots__ = ("_spans", "metadata", "path", "remote", "size", "whole")
+
+    def __init__(self, remote: _Remote, path: str) -> None:
+        pa, pq = _arrow()
+        self.remote = remote
+        self.path = path
+        self._spans: dict[str, list[list[tuple[int, int]]]] = {}
+        try:
+            tail = remote.get_range(path, -_TAIL_BYTES, None)
+            if len(tail) < _TAIL_BYTES:  # the whole file
+                self.size, start = len(tail), 0
+            else:
+                self.size = remote.size(path)
+                start = self.size - len(tail)
+        except FileNotFoundError:
+            raise _MissingFile(path) from None
+        if len(tail) < 12 or tail[-4:] != b"PAR1":
+            raise CorruptStoreError(
+                f"the data file {remote._url(path)!r} is not a Parquet file (it does not end "
+                "with the Parquet magic bytes); restore it or delete the var.")
+        need = int.from_bytes(tail[-8:-4], "little") + 8
+        if need > len(tail) and need <= self.size:  # a footer larger than 64 KiB
+            start = self.size - need
+            try:
+                tail = remote.get_range(path, start, self.size)
+            except FileNotFoundError:
+                raise _MissingFile(path) from None
+        self.whole = tail if start == 0 else None
+        try:
+            source = pa.PythonFile(_Ranges(remote, path, self.size, [(start, tail)]), mode="r")
+            self.metadata = pq.ParquetFile(source).metadata
+        except pa.ArrowException as err:
+            raise CorruptStoreError(
+                f"the data file {remote._url(path)!r} is not a readable Parquet file "
+                f"({type(err).__name__}: {err}); restore it or delete the var.") from None
+
+    def spans(self, groups: Iterable[int], column: str) -> list[tuple[int, int]]:
+        """Byte ranges of ``column``'s chunks (all its leaves) in row groups ``groups`` (none
+        to fetch for a file kept whole)."""
+        if self.whole is not None:
+            return []
+        per_group = self._spans.get(column)
+        if per_group is None:
+            md = self.metadata
+            tops = sorted(md.schema.to_arrow_schema().names, key=len, reverse=True)
+            per_group = []
+            for g in range(md.num_row_groups):
+                rg = md.row_group(g)
+                found = []
+                for c in range(rg.num_columns):
+                    chunk = rg.column(c)
+                    leaf = chunk.path_in_schema
+                    top = next((t for t in tops if leaf == t or leaf.startswith(f"{t}.")), None)
+                    if top != column:
+                        continue
+                    start = int(chunk.data_page_offset)
+                    dictionary = chunk.dictionary_page_offset
+                    if chunk.has_dictionary_page and dictionary and 0 < dictionary < start:
+                        start = int(dictionary)
+                    found.append((start, start + int(chunk.total_compressed_size)))
+                per_group.append(found)
+            self._spans[column] = per_group  # a benign race: threads compute the same list
+        return [s for g in groups for s in per_group[g]]
+
+    def read_row_groups(self, groups: list[int], columns: list[str],
+                        use_threads: bool = False) -> Any:
+        """The row groups of the columns, as ``pyarrow.parquet.ParquetFile.read_row_groups``
+        returns them (a Table)."""
+        pa, pq = _arrow()
+        if self.whole is not None:
+            pieces = [(0, self.whole)]
+        else:
+            spans = [s for c in columns for s in self.spans(groups, c)]
+            pieces = self.remote.fetch(self.path, spans)
+        source = pa.PythonFile(_Ranges(self.remote, self.path, self.size, pieces), mode="r")
+        # pre_buffer off: pyarrow then reads exactly one column chunk at a time (with it, it
+        # coalesces neighbouring chunks into reads that would span bytes never fetched)
+        file = pq.ParquetFile(source, metadata=self.metadata, pre_buffer=False)
+        return file.read_row_groups(groups, columns=columns, use_threads=False)
+
+    def close(self) -> None:
+        """Nothing to release (no OS handle)."""
+
+
+def _remote_handles(st: _State, paths: Iterable[str]) -> None:
+    """Open the remote files among ``paths`` that have no handle yet, concurrently (each open
+    is two requests), and cache their handles."""
+    remote = st.remote
+    if remote is None:
+        return
+    with st.handle_lock:
+        todo = list(dict.fromkeys(p for p in paths if p not in st.handles))
+    if not todo:
+        return
+    if len(todo) == 1:
+        files = [_RemoteFile(remote, todo[0])]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(_OPEN_THREADS, len(todo)),
+                                thread_name_prefix="storegate-parquet-open") as pool:
+            files = list(pool.map(lambda p: _RemoteFile(remote, p), todo))
+    with st.handle_lock:
+        for path, file in zip(todo, files, strict=True):
+            if path not in st.handles:
+                _keep_handle(st, path, _Handle(file))
+
+
+@contextlib.contextmanager
+def _prefetched(st: _State, wanted: Iterable[tuple[str, Sequence[int], str]]) -> Iterator[None]:
+    """Fetch the column chunks ``(path, row groups, column)`` of a remote store concurrently
+    (footers first, also concurrently) and keep them for the reads inside the block. Local
+    stores: nothing to do."""
+    remote = st.remote
+    items = [w for w in wanted if len(w[1])]
+    if remote is None or not items:
+        yield
+        return
+    _remote_handles(st, [w[0] for w in items])
+    spans: list[tuple[str, int, int]] = []
+    with st.handle_lock:
+        files = {w[0]: st.handles.get(w[0]) for w in items}
+    for path, groups, column in items:
+        h = files[path]
+        if h is None:  # evicted meanwhile: its reads fetch for themselves
+            continue
+        spans.extend((path, a, b) for a, b in h.file.spans(groups, column))
+    with remote.prefetch(spans):
+        yield
+
+
+def _windowed(st: _State, items: Sequence[Any],
+              where: Callable[[Any], list[tuple[str, Sequence[int], str]]]) -> Iterator[list[Any]]:
+    """``items`` (units of a read) in consecutive batches. On a remote store, the column
+    chunks of each batch (``where(item)``: its ``(path, row groups, column)`` reads) are
+    fetched concurrently before the batch is yielded (the footers of its files first, also
+    concurrently), and held while the caller decodes it; a batch spans at most
+    ``_WINDOW_FILES`` files and ``_PREFETCH_BYTES``. Local stores: one batch, nothing fetched.
+    """
+    remote = st.remote
+    if remote is None or len(items) < 2:  # one read fetches its own ranges concurrently
+        if len(items):
+            yield list(items)
+        return
+    wanted = [[w for w in where(it) if len(w[1])] for it in items]
+    i = 0
+    while i < len(items):
+        files: set[str] = set()
+        j = i
+        while j < len(items):
+            more = files.union(w[0] for w in wanted[j])
+            if files and len(more) > _WINDOW_FILES:
+                break
+            files = more
+            j += 1
+        _remote_handles(st, files)
+        with st.handle_lock:
+            handles = {p: st.handles.get(p) for p in files}
+        batch: list[Any] = []
+        spans: list[tuple[str, int, int]] = []
+        size = 0
+        for k in range(i, j):
+            mine = [(path, a, b) for path, groups, column in wanted[k]
+                    if (h := handles[path]) is not None for a, b in h.file.spans(groups, column)]
+            n = sum(b - a for _, a, b in mine)
+            if batch and size + n > _PREFETCH_BYTES:
+                with remote.prefetch(spans):
+                    yield batch
+                batch, spans, size = [], [], 0
+            batch.append(items[k])
+            spans.extend(mine)
+            size += n
+        if batch:
+            with remote.prefetch(spans):
+                yield batch
+        i = j
+
+
+def _group_reads(st: _State, ph: _Phase, lay: _Layout, groups: Iterable[int],
+                 cached: bool = True) -> list[tuple[str, Sequence[int], str]]:
+    """The reads ``(path, local row groups, column)`` that decode the global row groups
+    ``groups`` of a var (one per file), leaving out groups in the row-group cache when
+    ``cached``."""
+    per_file: dict[int, list[int]] = {}
+    for g in groups:
+        fi, local = int(lay.rg_file[g]), int(lay.rg_local[g])
+        if cached and st.rgcache.get(
+                (os.path.join(ph.path, lay.files[fi]), local, lay.columns[fi])) is not None:
+            continue
+        per_file.setdefault(fi, []).append(local)
+    return [(os.path.join(ph.path, lay.files[fi]), locals_, lay.columns[fi])
+            for fi, locals_ in per_file.items()]
+
+
+def _each(st: _State, ph: _Phase, lay: _Layout, items: Iterable[Any],
+          group_of: Callable[[Any], int] = int) -> Iterator[Any]:
+    """``items`` one by one, each standing for the global row group ``group_of(item)`` of a
+    var; on a remote store their column chunks are fetched concurrently ahead (a batch at a
+    time, see :func:`_windowed`) instead of one request after another."""
+    if st.remote is None:
+        yield from items
+        return
+    listed = list(items)
+    for batch in _windowed(st, listed, lambda it: _group_reads(st, ph, lay, [group_of(it)])):
+        yield from batch
 
 
 def _column_names(names: Sequence[str]) -> dict[str, str]:
@@ -852,8 +1434,10 @@ def _fields(names: Sequence[str], cols: dict[str, str], metas: dict[str, _VarMet
 
 
 def _write_parquet(folder: str, name: str, fields: list[Any], arrays: list[Any],
-                   row_groups: list[int], s: _Settings, journal: DirJournal | None = None) -> None:
-    """Write one data file (under a hidden temporary name, then renamed into place)."""
+                   row_groups: list[int], s: _Settings, journal: DirJournal | None = None,
+                   remote: _Remote | None = None) -> None:
+    """Write one data file (under a hidden temporary name, then renamed into place; on a
+    remote store, encoded in memory and written in one PUT)."""
     if journal is not None:
         journal.before_write(os.path.join(folder, name))
     pa, pq = _arrow()
@@ -864,16 +1448,25 @@ def _write_parquet(folder: str, name: str, fields: list[Any], arrays: list[Any],
               and not pa.types.is_null(f.type)]
     dictionary = [f.name for f in fields if pa.types.is_integer(f.type)
                   or pa.types.is_boolean(f.type)]
-    tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.parquet")
-    try:
+
+    def encode(sink: Any) -> None:
         with pq.ParquetWriter(
-            tmp, schema, compression=s.compression, compression_level=s.compression_level,
+            sink, schema, compression=s.compression, compression_level=s.compression_level,
             use_dictionary=dictionary, write_statistics=scalar or False,
         ) as writer:
             pos = 0
             for rows in row_groups:
                 writer.write_table(table.slice(pos, rows), row_group_size=max(1, rows))
                 pos += rows
+
+    if remote is not None:
+        sink = pa.BufferOutputStream()
+        encode(sink)
+        remote.put(os.path.join(folder, name), sink.getvalue().to_pybytes())
+        return
+    tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.parquet")
+    try:
+        encode(tmp)
         if s.fsync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
@@ -892,9 +1485,9 @@ def _new_file_name(man: _Manifest) -> str:
 
 def _commit(st: _State, ph: _Phase, man: _Manifest) -> None:
     """Make ``man`` the phase's manifest on disk (the single commit point of every change)."""
-    _makedirs(ph.path, st.writer.journal)
+    _makedirs(ph.path, st.writer.journal, st.remote)
     _write_json(os.path.join(ph.path, MANIFEST), man.to_json(), st.settings.fsync,
-                st.writer.journal)
+                st.writer.journal, st.remote)
     ph.manifest = man
     ph.dirty = False
     ph.layouts.clear()  # layouts in use elsewhere stay valid snapshots
@@ -904,6 +1497,9 @@ def _remove_files(st: _State, ph: _Phase, names: Iterable[str]) -> None:
     """Delete data files the committed manifest no longer lists."""
     paths = [os.path.join(ph.path, n) for n in names]
     _forget_files(st, paths)
+    if st.remote is not None:
+        st.remote.remove(paths)
+        return
     journal = st.writer.journal
     for p in paths:
         if journal is not None:
@@ -915,10 +1511,10 @@ def _remove_files(st: _State, ph: _Phase, names: Iterable[str]) -> None:
 
 def _forget_files(st: _State, paths: Sequence[str]) -> None:
     st.rgcache.drop_files(paths)
-    for p in paths:
-        h = st.handles.pop(p, None)
-        if h is not None:
-            h.close()
+    with st.handle_lock:
+        gone = [h for h in (st.handles.pop(p, None) for p in paths) if h is not None]
+    for h in gone:
+        h.close()
 
 
 def _dead_files(man: _Manifest) -> list[str]:
@@ -959,15 +1555,20 @@ def _add_file(st: _State, ph: _Phase, man: _Manifest, written: list[str], names:
     """Write one data file holding ``names`` and record it in ``man`` (not yet committed);
     its name goes to ``written`` so a failure can remove it (:func:`_unlink_all`)."""
     name = _new_file_name(man)
-    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings, st.writer.journal)
+    _write_parquet(ph.path, name, fields, arrays, sizes, st.settings, st.writer.journal,
+                   st.remote)
     written.append(name)
     man.files[name] = _FileMeta(sum(sizes), list(sizes), {v: cols[v] for v in names}, values)
     for v in names:
         man.vars[v].files.append(name)
 
 
-def _unlink_all(ph: _Phase, written: list[str]) -> None:
+def _unlink_all(st: _State, ph: _Phase, written: list[str]) -> None:
     """Remove data files an uncommitted write produced (the manifest never named them)."""
+    if st.remote is not None:
+        with contextlib.suppress(Exception):
+            st.remote.remove([os.path.join(ph.path, n) for n in written])
+        return
     for name in written:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(ph.path, name))
@@ -986,7 +1587,7 @@ def _flush_phase(st: _State, ph: _Phase) -> None:
     man = ph.manifest.clone()
     written: list[str] = []
     try:
-        _makedirs(ph.path, st.writer.journal)
+        _makedirs(ph.path, st.writer.journal, st.remote)
         for a, b, names, offset in _segments(ph, man):
             blocks = {v: ph.pending[v].block() for v in names}
             cols = _column_names(names)
@@ -1017,7 +1618,7 @@ def _flush_phase(st: _State, ph: _Phase) -> None:
                 pos += rows
         _commit(st, ph, man)
     except BaseException:
-        _unlink_all(ph, written)
+        _unlink_all(st, ph, written)
         raise
     for v in list(ph.pending):
         st.pending_bytes -= ph.pending.pop(v).nbytes
@@ -1032,6 +1633,8 @@ def _handle(st: _State, path: str) -> _Handle:
     if h is not None:
         st.handles.move_to_end(path)
         return h
+    if st.remote is not None:
+        return _keep_handle(st, path, _Handle(_RemoteFile(st.remote, path)))
     pa, pq = _arrow()
     _regular_file(path)
     try:
@@ -1045,9 +1648,15 @@ def _handle(st: _State, path: str) -> _Handle:
             f"the data file {path!r} is not a readable Parquet file ({type(err).__name__}: "
             f"{err}); restore it or delete the var."
         ) from None
-    h = _Handle(file)
+    return _keep_handle(st, path, _Handle(file))
+
+
+def _keep_handle(st: _State, path: str, h: _Handle) -> _Handle:
+    """Cache a new handle (with ``st.handle_lock`` held), closing the least recently used
+    ones beyond the limit."""
     st.handles[path] = h
-    while len(st.handles) > _MAX_HANDLES:
+    limit = _MAX_HANDLES if st.remote is None else _MAX_REMOTE_HANDLES
+    while len(st.handles) > limit:
         _, old = st.handles.popitem(last=False)
         old.close()  # waits for a read in flight (unmapping under the decoder would crash)
     return h
@@ -1092,10 +1701,12 @@ def _read_groups(st: _State, path: str, groups: list[int], column: str,
                  expected: int | None = None) -> Any:
     """Decode row groups of one column of one file (an Arrow ChunkedArray), checking that
     they hold ``expected`` rows."""
+    if st.remote is not None:
+        return _read_groups_remote(st, path, groups, column, expected)
     pa, _ = _arrow()
     try:
         while True:
-            with st.lock:
+            with st.handle_lock:
                 h = _handle(st, path)
             with h.lock:
                 if h.closed:  # evicted by another thread between the two locks: reopen
@@ -1110,6 +1721,49 @@ def _read_groups(st: _State, path: str, groups: list[int], column: str,
             "file is damaged."
         ) from None
     return _checked_rows(_only_column(table, column, path), expected, path, groups)
+
+
+def _read_groups_remote(st: _State, path: str, groups: list[int], column: str,
+                        expected: int | None = None, shared: bool = True) -> Any:
+    """:func:`_read_groups` on a remote store: remote handles are immutable, so threads read
+    through one at once (no lock held during the requests). Not ``shared`` (a thread of a
+    parallel fill): no lock is taken, and a file without a cached handle is opened for this
+    read only."""
+    pa, _ = _arrow()
+    remote = st.remote
+    assert remote is not None
+    try:
+        if not shared:
+            h = st.handles.get(path)  # a single dict lookup: safe without a lock
+            file = h.file if h is not None else _RemoteFile(remote, path)
+        else:
+            file = _remote_handle(st, path).file
+        table = file.read_row_groups(groups, columns=[column], use_threads=False)
+    except (_MissingFile, StoregateError):
+        raise
+    except FileNotFoundError:
+        raise _MissingFile(path) from None
+    except pa.ArrowException as err:
+        raise CorruptStoreError(
+            f"cannot read column {column!r} of {remote._url(path)!r} ({type(err).__name__}: "
+            f"{err}); the file is damaged."
+        ) from None
+    except Exception as err:
+        raise _remote_failure(remote, path, err) from None
+    return _checked_rows(_only_column(table, column, path), expected, path, groups)
+
+
+def _remote_failure(remote: _Remote, path: str, err: Exception) -> StoregateError:
+    """A request to the remote store failed (unreachable, denied, ...): say what and where."""
+    if isinstance(err, PermissionError) or "Credential" in type(err).__name__:
+        return StoregateError(
+            f"access to {remote._url(path)!r} failed ({type(err).__name__}: {err}); check the "
+            "credentials (storage_options key/secret, or the usual environment variables such "
+            "as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).")
+    return StoregateError(
+        f"cannot read {remote._url(path)!r} ({type(err).__name__}: {err}); check that the "
+        "store is reachable (the URL, the endpoint in storage_options or AWS_ENDPOINT_URL) "
+        "and try again.")
 
 
 def _read_groups_unshared(path: str, groups: list[int], column: str,
@@ -1205,7 +1859,9 @@ def _filler(st: _State, ph: _Phase, var: str) -> Callable[[int, int, np.ndarray]
         fs = int(file_starts[fi])
         rows = int(starts_of[fi][g1] - starts_of[fi][g0])
         if own_handle:  # a thread of a parallel fill: a handle of its own, no shared lock
-            chunked = _read_groups_unshared(paths[fi], list(range(g0, g1)), columns[fi], rows)
+            chunked = (_read_groups_unshared(paths[fi], list(range(g0, g1)), columns[fi], rows)
+                       if st.remote is None else _read_groups_remote(
+                           st, paths[fi], list(range(g0, g1)), columns[fi], rows, shared=False))
         else:
             chunked = _read_groups(st, paths[fi], list(range(g0, g1)), columns[fi], rows)
         pos = int(starts_of[fi][g0])
@@ -1222,6 +1878,13 @@ def _filler(st: _State, ph: _Phase, var: str) -> Callable[[int, int, np.ndarray]
             out[...] = 0
             return
         todo = tasks(start, stop)
+        # remote: the column chunks of the fill fetched concurrently first, batch by batch
+        for batch in _windowed(st, todo, lambda t: [(paths[t[0]], range(t[1], t[2]),
+                                                     columns[t[0]])]):
+            decode(batch, start, stop, out)
+
+    def decode(todo: list[tuple[int, int, int, int, int]], start: int, stop: int,
+               out: np.ndarray) -> None:
         threads = min(_FILL_THREADS, len(todo))
         if threads < 2 or (stop - start) * vm.row_bytes < _PARALLEL_FILL_BYTES:
             for task in todo:
@@ -1243,10 +1906,12 @@ class ParquetBackend(Backend):
     Parameters
     ----------
     output_dir
-        A local directory (``file://`` URLs are accepted; other URLs are not supported yet).
-        ``None`` makes a temporary directory that is removed when the backend is collected. A
-        Parquet file, or a directory of Parquet files that storegate did not write, opens
-        read-only (``mode='r'``): see ``foreign_data_id``.
+        A local directory (``file://`` URLs mean local paths too), or an fsspec URL such as
+        ``s3://bucket/store.parquet``, ``gs://...`` or ``memory://...`` (a *remote* store: no
+        writer lock and no undo journal, see ``docs/backends/parquet.md``). ``None`` makes a
+        temporary directory that is removed when the backend is collected. A Parquet file, or
+        a directory of Parquet files that storegate did not write, opens read-only
+        (``mode='r'``): see ``foreign_data_id``.
     mode
         ``'r'`` read-only, ``'r+'`` read/write (must exist), ``'a'`` read/write (created if
         missing; default), ``'w'`` wipe the store first, ``'w-'`` create (must not exist).
@@ -1278,6 +1943,11 @@ class ParquetBackend(Backend):
     foreign_data_id
         The data_id under which a foreign Parquet file/directory appears (default: its file or
         directory name without suffix).
+    storage_options
+        Options of the fsspec file system of a URL (for S3: ``endpoint_url``, ``key``,
+        ``secret``, ``anon``, ...). Without them fsspec takes what the usual environment
+        variables say (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+        ``AWS_ENDPOINT_URL``, ...). Ignored for local paths.
 
     Examples
     --------
@@ -1311,6 +1981,7 @@ class ParquetBackend(Backend):
         buffer_bytes: int | None = None,
         fsync: bool = False,
         foreign_data_id: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if mode not in _MODES:
             raise InvalidArgumentError(
@@ -1370,15 +2041,20 @@ class ParquetBackend(Backend):
             output_dir = os.path.join(self._tmpdir, "store.parquet")
             weakref.finalize(self, remove_own_tmpdir, self._tmpdir, os.getpid())
         location = os.fspath(output_dir)
+        url = False
         if location.startswith("file://"):
-            location = location[len("file://"):]
+            location = os.path.abspath(location[len("file://"):])
         elif "://" in location:
-            raise InvalidArgumentError(
-                f"the parquet backend stores data in local directories; {location!r} is a URL. "
-                "Use a local path, or the zarr backend for fsspec URLs (s3://, gs://, ...)."
-            )
+            url = True
+            if storage_options is not None and not isinstance(storage_options, dict):
+                raise InvalidArgumentError(
+                    f"storage_options must be a dict of fsspec options (e.g. "
+                    f"{{'endpoint_url': ..., 'key': ..., 'secret': ...}}), got "
+                    f"{type(storage_options).__name__}.")
+        else:
+            location = os.path.abspath(location)
         self._settings = _Settings(
-            location=os.path.abspath(location),
+            location=location,
             compression=codec,
             compression_level=compression_level,
             row_group_rows=count("row_group_rows", row_group_rows, True),
@@ -1393,6 +2069,8 @@ class ParquetBackend(Backend):
                           else count("buffer_bytes", buffer_bytes, False, zero_ok=True) or 0),
             fsync=bool(fsync),
             foreign_data_id=foreign_data_id,
+            url=url,
+            storage_options=dict(storage_options) if url and storage_options else None,
         )
         self._mode = mode
         self._new_state(cleanup=True)
@@ -1445,14 +2123,38 @@ class ParquetBackend(Backend):
 
     @property
     def location(self) -> str:
-        """The store's directory (or the foreign Parquet file/directory)."""
+        """The store's directory or URL (or the foreign Parquet file/directory)."""
         return self._settings.location
 
+    @property
+    def remote(self) -> bool:
+        """Whether the store is at an fsspec URL (no writer lock, no undo journal there).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> ParquetBackend(output_dir=tempfile.mkdtemp() + "/s").remote
+        False
+        """
+        return self._settings.url
+
     @classmethod
-    def guess_can_open(cls, location: str) -> bool:
-        """A storegate parquet store (its root marker file) at the local path ``location``."""
+    def guess_can_open(cls, location: str,
+                       storage_options: dict[str, Any] | None = None) -> bool:
+        """A storegate parquet store (its root marker file) at ``location``: a local path, or
+        an fsspec URL reachable with ``storage_options`` or the settings of the environment
+        (for S3: the ``AWS_*`` variables)."""
         try:
-            return os.path.isfile(os.path.join(os.fspath(location), ROOT_MARKER))
+            location = os.fspath(location)
+            if location.startswith("file://"):
+                location = location[len("file://"):]
+            elif "://" in location:
+                fs, root = _url_to_fs(location, storage_options)
+                marker = f"{str(root).rstrip('/')}/{ROOT_MARKER}"
+                with contextlib.suppress(Exception):
+                    fs.invalidate_cache(str(root).rstrip("/"))
+                return bool(fs.isfile(marker))
+            return os.path.isfile(os.path.join(location, ROOT_MARKER))
         except Exception:
             return False
 
@@ -1465,6 +2167,9 @@ class ParquetBackend(Backend):
         st = self._st
         with st.lock:
             if st.opened:
+                return
+            if st.remote is not None:
+                self._open_remote(st, st.remote)
                 return
             loc = self._settings.location
             mode = st.mode
@@ -1563,6 +2268,19 @@ class ParquetBackend(Backend):
         super()._check_writable()
         st = self._state()
         w = st.writer
+        if st.remote is not None:
+            # an object store has no flock: a lease object, taken at the first write
+            if w.lock is None:
+                w.lock = ObjectLease(st.remote.fs, f"{st.remote.root}/{LOCK_NAME}",
+                                     self.describe())
+            if not w.lock.held:
+                w.lock.acquire()
+                # give it back at exit, after the buffered rows (their flush is older)
+                flush_at_exit(w.lock, w.lock.release)
+                with st.lock:
+                    if not any(ph.pending for ph in st.phases.values()):
+                        _discard(st)  # another writer may have changed the store
+            return
         if st.foreign is not None or (w.lock is not None and w.lock.held
                                       and w.journal is not None):
             return
@@ -1575,16 +2293,21 @@ class ParquetBackend(Backend):
     def transaction(self) -> Iterator[None]:
         """See :meth:`Backend.transaction`: changes are recorded in an undo journal
         (``<store>/.sg-journal``) and committed at the end of the outermost block, or at the
-        next :meth:`flush` while appended rows are buffered."""
+        next :meth:`flush` while appended rows are buffered. Remote stores (fsspec URLs) have
+        no journal: each manifest write is atomic, a group of them is not undone."""
         st = self._state()
         with st.tx():
             yield
 
     @staticmethod
-    def _check_marker(marker: str) -> None:
+    def _check_marker(marker: str, data: bytes | None = None) -> None:
+        """Check the root marker (read from ``marker``, or its bytes ``data``)."""
         try:
-            with open(marker, encoding="utf-8") as f:
-                raw = json.load(f)
+            if data is None:
+                with open(marker, encoding="utf-8") as f:
+                    raw = json.load(f)
+            else:
+                raw = json.loads(data.decode("utf-8"))
         except (OSError, ValueError) as err:
             raise CorruptStoreError(
                 f"{marker!r} is damaged ({err}); it marks a storegate parquet store. Restore "
@@ -1612,6 +2335,67 @@ class ParquetBackend(Backend):
             else:
                 os.unlink(path)
 
+    def _open_remote(self, st: _State, remote: _Remote) -> None:
+        """:meth:`_open` for a store at a URL: no writer lock, no journal, no tidying up of
+        files left by killed writers (another writer may be adding them right now); a
+        read-only open never writes."""
+        root = remote.root
+        loc = self._settings.location
+        mode = st.mode
+        marker = os.path.join(root, ROOT_MARKER)
+        try:
+            text: bytes | None = remote.get(marker)
+        except FileNotFoundError:
+            text = None
+        except StoregateError as err:
+            raise StoreNotFoundError(f"cannot open the parquet store at {loc!r}: {err}") from None
+        stamp = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}).encode()
+        if text is not None:
+            self._check_marker(remote._url(marker), text)
+            if mode == "w-":
+                raise StoregateError(
+                    f"a store already exists at {loc!r} and mode='w-' refuses to overwrite "
+                    "it; use mode='a' to open it or mode='w' to replace it."
+                )
+            if mode == "w":
+                remote.remove([p for p in remote.files_under(root) if p != marker])
+                remote.put(marker, stamp)
+        else:
+            kind = remote.kind(root)
+            if kind == "file":
+                try:
+                    head = remote.get_range(root, 0, 4)
+                except FileNotFoundError:
+                    head = b""
+                if head != b"PAR1":
+                    raise CorruptStoreError(
+                        f"{loc!r} is a file but not a Parquet file; pass the URL of a "
+                        "storegate parquet store (or a new one to create it)."
+                    )
+                parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+                self._open_foreign(parent, [name], os.path.splitext(name)[0])
+                return
+            if kind == "directory":
+                found = _select_parquet(root, remote.files_under(root))
+                if found:
+                    name = root.rstrip("/").rsplit("/", 1)[-1]
+                    self._open_foreign(root, found, os.path.splitext(name)[0])
+                    return
+                if any(remote.exists(os.path.join(root, n)) for n in (ATTRS_FILE, MANIFEST)):
+                    raise StoreNotFoundError(
+                        f"{loc!r} is a data_id or phase directory inside a storegate parquet "
+                        "store, not a store; pass the store's root URL (the one holding "
+                        f"{ROOT_MARKER})."
+                    )
+            if mode in ("r", "r+"):
+                raise StoreNotFoundError(
+                    f"no parquet store at {loc!r} (mode={mode!r} opens existing stores only); "
+                    "check the URL (and the bucket), or open with mode='a' to create one."
+                )
+            remote.put(marker, stamp)
+        st.root = root
+        st.opened = True
+
     @staticmethod
     def _remove_deleted(loc: str) -> None:
         with contextlib.suppress(OSError):
@@ -1630,7 +2414,7 @@ class ParquetBackend(Backend):
                 "mode='r', i.e. backend_args={'output_dir': ..., 'mode': 'r'} (its columns "
                 "appear as the vars of phase 'train'), or copy it into a new store with add_data."
             )
-        pa, pq = _arrow()
+        pa, _ = _arrow()
         data_id = self._settings.foreign_data_id or default_id
         try:
             check_name(data_id, "data_id")
@@ -1639,11 +2423,18 @@ class ParquetBackend(Backend):
         man = _Manifest()
         specs: dict[str, tuple[Any, _VarMeta]] = {}
         skipped: dict[str, str] = {}
+        if st.remote is not None:  # read the footers concurrently
+            with contextlib.suppress(_MissingFile):
+                _remote_handles(st, [os.path.join(root, rel) for rel in files])
         for i, rel in enumerate(files):
             path = os.path.join(root, rel)
             try:
-                meta = pq.read_metadata(path)
+                meta = _footer(st, path)
                 schema = meta.schema.to_arrow_schema()
+            except _MissingFile:
+                raise CorruptStoreError(
+                    f"{path!r} disappeared while the Parquet data was opened; open it again."
+                ) from None
             except (OSError, pa.ArrowException) as err:
                 raise CorruptStoreError(
                     f"{path!r} is not a readable Parquet file ({type(err).__name__}: {err})."
@@ -1705,6 +2496,13 @@ class ParquetBackend(Backend):
         if not isinstance(data_id, str) or not data_id or "/" in data_id or "\\" in data_id \
                 or data_id.startswith(".") or "\x00" in data_id:
             return False
+        if st.remote is not None:  # seen by this process: it exists (one request less)
+            if data_id in st.known_ids or data_id in st.attrs:
+                return True
+            if st.remote.exists(os.path.join(st.root, data_id, ATTRS_FILE)):
+                st.known_ids.add(data_id)
+                return True
+            return False
         return os.path.isfile(os.path.join(st.root, data_id, ATTRS_FILE))
 
     def _require(self, st: _State, data_id: str) -> None:
@@ -1718,6 +2516,10 @@ class ParquetBackend(Backend):
         st = self._state()
         if st.foreign is not None:
             return [st.foreign_id]
+        if st.remote is not None:
+            remote = st.remote
+            return [n for n in remote.names(st.root) if not n.startswith(".")
+                    and remote.exists(os.path.join(st.root, n, ATTRS_FILE))]
         try:
             names = os.listdir(st.root)
         except FileNotFoundError:
@@ -1741,8 +2543,9 @@ class ParquetBackend(Backend):
             folder = self._data_dir(st, data_id)
             journal = st.writer.journal
             for phase in PHASES:
-                _makedirs(os.path.join(folder, phase), journal)
-            _write_json(os.path.join(folder, ATTRS_FILE), {}, self._settings.fsync, journal)
+                _makedirs(os.path.join(folder, phase), journal, st.remote)
+            _write_json(os.path.join(folder, ATTRS_FILE), {}, self._settings.fsync, journal,
+                        st.remote)
             st.attrs[data_id] = {}
 
     def delete_data_id(self, data_id: str) -> None:
@@ -1759,7 +2562,14 @@ class ParquetBackend(Backend):
             for akey in [k for k in st.arena_tokens if k[0] == data_id]:
                 del st.arena_tokens[akey]
             st.attrs.pop(data_id, None)
+            st.known_ids.discard(data_id)
             folder = self._data_dir(st, data_id)
+            if st.remote is not None:
+                # the attributes object is the record that the data_id exists: gone first
+                attrs = os.path.join(folder, ATTRS_FILE)
+                st.remote.remove([attrs])
+                st.remote.remove([p for p in st.remote.files_under(folder) if p != attrs])
+                return
             if st.writer.journal is not None:
                 st.writer.journal.remove(folder)  # kept until the commit
                 return
@@ -1777,8 +2587,11 @@ class ParquetBackend(Backend):
             if attrs is None:
                 path = os.path.join(self._data_dir(st, data_id), ATTRS_FILE)
                 try:
-                    with open(path, encoding="utf-8") as f:
-                        attrs = json.load(f)
+                    if st.remote is not None:
+                        attrs = json.loads(st.remote.get(path).decode("utf-8"))
+                    else:
+                        with open(path, encoding="utf-8") as f:
+                            attrs = json.load(f)
                 except (OSError, ValueError, RecursionError) as err:
                     raise CorruptStoreError(
                         f"the attributes of data_id {data_id!r} ({path!r}) are damaged ({err}); "
@@ -1801,7 +2614,8 @@ class ParquetBackend(Backend):
                     f"attributes of data_id {data_id!r} must be JSON-able ({err})."
                 ) from None
             path = os.path.join(self._data_dir(st, data_id), ATTRS_FILE)
-            _atomic_write(path, text.encode("utf-8"), self._settings.fsync, st.writer.journal)
+            _atomic_write(path, text.encode("utf-8"), self._settings.fsync, st.writer.journal,
+                          st.remote)
             st.attrs[data_id] = json.loads(text)
 
     # ------------------------------------------------------------------ phases and vars
@@ -1819,11 +2633,14 @@ class ParquetBackend(Backend):
         path = os.path.join(self._data_dir(st, data_id), phase)
         mpath = os.path.join(path, MANIFEST)
         try:
-            if os.path.lexists(mpath) and not os.path.isfile(mpath):
-                # a FIFO behind a link would block the read, a device never end it
-                raise OSError(f"{mpath!r} is not a regular file")
-            with open(mpath, "rb") as f:
-                data = f.read()
+            if st.remote is not None:
+                data = st.remote.get(mpath)
+            else:
+                if os.path.lexists(mpath) and not os.path.isfile(mpath):
+                    # a FIFO behind a link would block the read, a device never end it
+                    raise OSError(f"{mpath!r} is not a regular file")
+                with open(mpath, "rb") as f:
+                    data = f.read()
         except FileNotFoundError:
             man = _Manifest()
         except OSError as err:
@@ -1858,7 +2675,7 @@ class ParquetBackend(Backend):
                 continue
             if name.startswith(_TMP_PREFIX):
                 pid = name[len(_TMP_PREFIX):].split("-", 1)[0]
-                if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                     continue  # another live process is writing it
             elif not (name.startswith(_PART_PREFIX) and name.endswith(".parquet")):
                 continue  # not ours: leave it
@@ -2025,6 +2842,8 @@ class ParquetBackend(Backend):
             with st.lock:
                 arena = self._arena(st, ph, var)
             if arena is not None:
+                if st.remote is not None and not arena.full:
+                    self._preload(st, ph, lay, arena, index)
                 return arena.take(index)
             return self._gather(st, ph, vm, lay, var, index)
         if isinstance(index, int):
@@ -2044,7 +2863,7 @@ class ParquetBackend(Backend):
             g1 = int(np.searchsorted(lay.rg_starts, stop, side="left"))
             if g1 - g0 <= 2:  # within one or two row groups: through the row-group cache
                 parts = []
-                for g in range(g0, g1):
+                for g in _each(st, ph, lay, range(g0, g1)):
                     block = _decode_group(st, ph, vm, lay, var, g)
                     gs = int(lay.rg_starts[g])
                     parts.append(block[max(start, gs) - gs : min(stop, int(
@@ -2073,11 +2892,31 @@ class ParquetBackend(Backend):
         groups = np.searchsorted(lay.rg_starts, uniq, side="right") - 1
         out = np.empty((uniq.shape[0], *vm.shape), dtype=vm.dtype)
         cuts = np.flatnonzero(np.diff(groups)) + 1
-        for seg in np.split(np.arange(uniq.shape[0]), cuts):
+        segments = np.split(np.arange(uniq.shape[0]), cuts)
+        for seg in _each(st, ph, lay, segments, lambda seg: int(groups[seg[0]])):
             g = int(groups[seg[0]])
             block = _decode_group(st, ph, vm, lay, var, g)
             out[seg] = block[uniq[seg] - lay.rg_starts[g]]
         return np.take(out, inverse.reshape(-1), axis=0)
+
+    @staticmethod
+    def _preload(st: _State, ph: _Phase, lay: _Layout, arena: Arena, index: np.ndarray) -> None:
+        """Remote stores: fill the arena chunks a gather touches with their column chunks
+        fetched concurrently (the arena would fill them one run of chunks after another)."""
+        cr = arena.chunk_rows
+        chunks = np.unique(index // cr)
+        missing = chunks[~arena.resident[chunks]]
+        if missing.size < 2:
+            return
+
+        def groups_of(c: int) -> range:
+            a, b = c * cr, min(lay.length, (c + 1) * cr)
+            return range(int(np.searchsorted(lay.rg_starts, a, side="right")) - 1,
+                         int(np.searchsorted(lay.rg_starts, b, side="left")))
+
+        for batch in _windowed(st, [int(c) for c in missing],
+                               lambda c: _group_reads(st, ph, lay, groups_of(c), False)):
+            arena.ensure_rows(np.asarray(batch, dtype=np.int64) * cr)
 
     def _read_ragged(self, st: _State, ph: _Phase, vm: _VarMeta, lay: _Layout, var: str,
                      index: Index) -> Any:
@@ -2096,7 +2935,7 @@ class ParquetBackend(Backend):
                 g0 = int(np.searchsorted(lay.rg_starts, start, side="right")) - 1
                 g1 = int(np.searchsorted(lay.rg_starts, stop, side="left"))
                 parts = []
-                for g in range(g0, g1):
+                for g in _each(st, ph, lay, range(g0, g1)):
                     gs, ge = int(lay.rg_starts[g]), int(lay.rg_starts[g + 1])
                     whole = start <= gs and ge <= stop
                     block = _decode_group(st, ph, vm, lay, var, g, cache=not whole)
@@ -2111,7 +2950,8 @@ class ParquetBackend(Backend):
         groups = np.searchsorted(lay.rg_starts, uniq, side="right") - 1
         cuts = np.flatnonzero(np.diff(groups)) + 1
         parts = []
-        for seg in np.split(np.arange(uniq.shape[0]), cuts):
+        segments = np.split(np.arange(uniq.shape[0]), cuts)
+        for seg in _each(st, ph, lay, segments, lambda seg: int(groups[seg[0]])):
             g = int(groups[seg[0]])
             block = _decode_group(st, ph, vm, lay, var, g)
             parts.append(block.take(uniq[seg] - lay.rg_starts[g]))
@@ -2339,29 +3179,32 @@ class ParquetBackend(Backend):
                 arrays = []
                 values: dict[str, list[int]] = {}
                 edges = np.concatenate([[0], np.cumsum(fm.row_groups)]).astype(np.int64)
-                for v in names:
-                    vm = man.vars[v]
-                    chunked = _read_groups(st, path, list(range(len(fm.row_groups))),
-                                           fm.columns[v], int(sum(fm.row_groups)))
-                    what = f"column {fm.columns[v]!r} of {path!r}"
-                    if v != var:
-                        arrays.append(chunked.combine_chunks() if hasattr(
-                            chunked, "combine_chunks") else chunked)
+                # remote: every column of the file fetched concurrently first
+                with _prefetched(st, [(path, range(len(fm.row_groups)), fm.columns[v])
+                                      for v in names]):
+                    for v in names:
+                        vm = man.vars[v]
+                        chunked = _read_groups(st, path, list(range(len(fm.row_groups))),
+                                               fm.columns[v], int(sum(fm.row_groups)))
+                        what = f"column {fm.columns[v]!r} of {path!r}"
+                        if v != var:
+                            arrays.append(chunked.combine_chunks() if hasattr(
+                                chunked, "combine_chunks") else chunked)
+                            if vm.ragged:
+                                values[v] = list(fm.values[v])
+                            continue
+                        new = fn(_decode(chunked, vm, what))
                         if vm.ragged:
-                            values[v] = list(fm.values[v])
-                        continue
-                    new = fn(_decode(chunked, vm, what))
-                    if vm.ragged:
-                        arrays.append(_ragged_to_arrow(new, vm.dtype, vm.shape))
-                        values[v] = np.diff(new.offsets[edges]).astype(int).tolist()
-                    else:
-                        arrays.append(_to_arrow(new, vm.dtype, vm.shape))
+                            arrays.append(_ragged_to_arrow(new, vm.dtype, vm.shape))
+                            values[v] = np.diff(new.offsets[edges]).astype(int).tolist()
+                        else:
+                            arrays.append(_to_arrow(new, vm.dtype, vm.shape))
                 fields = _fields(names, cols, man.vars)
                 arrays = [a.cast(f.type) if not a.type.equals(f.type) else a
                           for a, f in zip(arrays, fields, strict=True)]
                 new_name = _new_file_name(man)
                 _write_parquet(ph.path, new_name, fields, arrays, list(fm.row_groups),
-                               st.settings, st.writer.journal)
+                               st.settings, st.writer.journal, st.remote)
                 written.append(new_name)
                 replaced.append(old_name)
                 man.files[new_name] = _FileMeta(fm.rows, list(fm.row_groups), cols, values)
@@ -2371,9 +3214,7 @@ class ParquetBackend(Backend):
                     files[files.index(old_name)] = new_name
             _commit(st, ph, man)
         except BaseException:
-            for name in written:
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(ph.path, name))
+            _unlink_all(st, ph, written)
             raise
         _remove_files(st, ph, replaced)
         for v in list(man.vars):
@@ -2546,7 +3387,7 @@ class ParquetBackend(Backend):
                     pos += rows
             _commit(st, ph, new_man)
         except BaseException:
-            _unlink_all(ph, written)
+            _unlink_all(st, ph, written)
             raise
         ph.layouts.clear()
         for v in new_man.order:
@@ -2607,7 +3448,8 @@ class ParquetBackend(Backend):
             folder, files, vm = self._var_files(data_id, phase, var)
         except CorruptStoreError as err:  # a damaged manifest: report, never raise
             return [f"the phase's manifest cannot be read ({err})"]
-        _, pq = _arrow()
+        st = self._state()
+        remote = st.remote
         problems: list[str] = []
         start = 0
         footer_rows: int | None = 0
@@ -2615,20 +3457,29 @@ class ParquetBackend(Backend):
             rows = f"rows {start}..{start + fm.rows - 1}" if fm.rows else "no rows"
             start += fm.rows
             path = os.path.join(folder, name)
-            if not os.path.exists(path):
+            try:
+                exists = os.path.exists(path) if remote is None else remote.exists(path)
+            except StoregateError as err:
+                problems.append(f"data file {name} cannot be looked up ({err})")
+                footer_rows = None
+                continue
+            if not exists:
                 problems.append(f"data file {name} listed in the manifest is missing ({rows} "
                                 "cannot be read)")
                 footer_rows = None
                 continue
             try:
-                _regular_file(path)
-                with open(path, "rb") as f:
-                    head = f.read(4)
+                if remote is None:
+                    _regular_file(path)
+                    with open(path, "rb") as f:
+                        head = f.read(4)
+                else:
+                    head = remote.get_range(path, 0, 4)
                 if head != b"PAR1":  # pyarrow reads the footer only and never looks here
                     problems.append(f"data file {name} does not start with the Parquet magic "
                                     f"bytes ({head!r} instead of b'PAR1'; {rows}): it was "
                                     "overwritten or damaged")
-                md = pq.read_metadata(path)
+                md = _footer(st, path)
                 schema = md.schema.to_arrow_schema()
             except Exception as err:
                 problems.append(f"data file {name} has no readable Parquet footer ({rows}; "
@@ -2678,13 +3529,14 @@ class ParquetBackend(Backend):
         True
         """
         folder, files, _ = self._var_files(data_id, phase, var)
-        _, pq = _arrow()
+        st = self._state()
         total = 0
         for name, fm in files:
             column = fm.columns.get(var)
             try:
-                _regular_file(os.path.join(folder, name))
-                md = pq.read_metadata(os.path.join(folder, name))
+                if st.remote is None:
+                    _regular_file(os.path.join(folder, name))
+                md = _footer(st, os.path.join(folder, name))
             except Exception:
                 return None
             for g in range(md.num_row_groups):

@@ -19,7 +19,8 @@ Examples
 ...     sg = StoreGate(backend="zarr", data_id="d",
 ...                    backend_args={"output_dir": url, "storage_options": s3.storage_options})
 ...     sg.add_data("x", np.arange(10.0), phase="train"); sg.compile()
-...     float(sg["train"]["x"][3])
+...     print(float(sg["train"]["x"][3]))
+...     sg.close()  # writes what is buffered and ends the writer's lease, while the server runs
 3.0
 """
 
@@ -129,11 +130,14 @@ class LocalS3:
         return self
 
     def stop(self) -> None:
-        """Stop the server (idempotent); clients created for it are dropped from fsspec's
-        instance cache so no connection outlives it."""
+        """Stop the server (idempotent). Leases still held by this process are deleted first,
+        and clients created for it are dropped from fsspec's instance cache."""
         server, self._server = self._server, None
         if server is None:
             return
+        from storegate.backends.locking import release_leases
+
+        release_leases()  # writers left open by tests: end their leases while it still runs
         _forget_clients()
         server.stop()
 

@@ -600,7 +600,7 @@ def test_options_are_validated(tmp_path: Path) -> None:
         with pytest.raises(storegate.StoregateError, match=message):
             ParquetBackend(output_dir=where, **options)
     with pytest.raises(storegate.StoregateError, match="URL"):
-        ParquetBackend(output_dir="s3://bucket/x")
+        ParquetBackend(output_dir="nosuchprotocol://bucket/x")
     assert not (tmp_path / "s").exists()
     with pytest.raises(storegate.InvalidArgumentError):
         StoreGate("parquet", {"output_dir": where, "compresion": "lz4"})
