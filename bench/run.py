@@ -5,7 +5,8 @@
    the physical limits measured in the same run and the libraries a user would otherwise use.
    It prints one table and the targets of the performance issue, met or not.
 2. Every other benchmark script in ``bench/`` (conversions, loaders, PyG, Parquet, ragged vars,
-   transforms), each in its own process; their tables are kept in the report.
+   transforms, reads from S3, dask I/O), each in its own process; their tables are kept in the
+   report.
 
 It writes ``RESULTS.md``'s generated section (between the ``bench:begin``/``bench:end``
 markers; the hand-written analysis below them stays) and ``gather_latency.png`` (gather
@@ -53,6 +54,8 @@ SCRIPTS: list[tuple[str, list[str], list[str], list[str]]] = [
     ("loader.py", [], ["--rows", "50000", "--batches", "20", "--items", "2000"], ["torch"]),
     ("pyg.py", [], ["--nodes", "20000", "--edges", "200000", "--batches", "5"],
      ["torch_geometric"]),
+    ("remote.py", [], ["--quick"], ["s3fs", "moto", "zarr"]),
+    ("dask_io.py", [], ["--quick"], ["dask", "distributed", "zarr"]),
 ]
 
 
