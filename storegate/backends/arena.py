@@ -182,10 +182,14 @@ class Arena:
         first, last = start // self.chunk_rows, (stop - 1) // self.chunk_rows
         if self.parallel > 1 and start == self._scan_at:
             # a scan of a remote var: fetch the next chunks with these (one request each, in
-            # flight together) instead of one round trip per range read
+            # flight together) instead of one round trip per range read. The window is
+            # refilled in bursts, once less than half of it is left, so the requests of a
+            # burst overlap instead of one chunk being fetched per range read.
             chunk_bytes = self.chunk_rows * max(1, self.buf[:1].nbytes)
             ahead = max(1, min(self.parallel, (32 << 20) // chunk_bytes))
-            last = min(self.resident.size - 1, last + ahead)
+            end = self.resident.size - 1
+            if not self.resident[first : min(end, last + ahead // 2) + 1].all():
+                last = min(end, last + ahead)
         self._scan_at = stop
         window = self.resident[first : last + 1]
         if not window.all():

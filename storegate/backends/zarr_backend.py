@@ -1553,7 +1553,10 @@ class ZarrBackend(Backend):
     def read(self, data_id: str, phase: str, var: str, index: Index) -> np.ndarray:
         """Gathers go through the var's decoded arena (filled on first touch); rows and slices
         are copied from the arena when it already holds them, else read straight from the chunks
-        without filling it, so streaming a var (a scan, a transform) keeps memory flat."""
+        without filling it, so streaming a local var (a scan, a transform) keeps memory flat.
+        Slices of a remote var (an fsspec URL) fill the arena too, reading ahead during a
+        scan (a request per chunk, several in flight); the arena stays within ``cache_bytes``
+        (``cache_bytes=0``: no arena, no read-ahead, flat memory)."""
         if self._is_ragged(data_id, phase, var):
             return self._ragged_read(data_id, phase, var, index)
         return self._read_rows((data_id, phase, var), self._ready(data_id, phase, var), index)

@@ -243,7 +243,7 @@ def test_unlock_removes_a_lease_from_another_host(local_s3: Any, s3_url: str,
                "token": "t"}
     fs.pipe_file(url.split("://", 1)[1] + "/.sg-lock", json.dumps(foreign).encode())
     sg = StoreGate("zarr", args, data_id="d")
-    with pytest.raises(StoreLockedError, match="process 12345 on node-7.cluster"):
+    with pytest.raises(StoreLockedError, match=r"process 12345 on node-7\.cluster"):
         sg.add_data("x", np.arange(2.0), phase="train")
     with s3_environment(local_s3.endpoint_url):
         assert main(["unlock", url]) == 0
