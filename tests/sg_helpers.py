@@ -60,3 +60,20 @@ def require(module: str) -> Any:
     if spec is None or spec.origin is None:
         pytest.skip(f"{module} is not installed (an optional extra)")
     return importlib.import_module(module)
+
+
+def run_until_killed(script_text: str, args: list[str], workdir: Any) -> Any:
+    """Run ``script_text`` (dedented) with ``args`` in a new interpreter that kills itself with
+    SIGKILL; check that it died that way and return the ``CompletedProcess``."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    script = Path(workdir) / "killed_script.py"
+    script.write_text(textwrap.dedent(script_text))
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-2000:])
+    return proc
