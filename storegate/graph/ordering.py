@@ -24,11 +24,13 @@ True
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, MissingDependencyError
+from ..errors import CorruptStoreError, InvalidArgumentError, MissingDependencyError
 
 __all__ = ["METHODS", "csr_undirected", "node_order", "relabel"]
 
@@ -134,22 +136,49 @@ def node_order(src: np.ndarray, dst: np.ndarray, num_nodes: int, method: str = "
         return np.argsort(-np.diff(rowptr), kind="stable").astype(np.int64)
     if method == "bfs":
         return _bfs(rowptr, col, num_nodes)
-    try:
-        import pymetis
-    except ImportError:
-        raise MissingDependencyError(
-            "method='metis' needs pymetis; install it with `pip install pymetis`, or use "
-            "method='bfs'.") from None
     parts = num_parts or max(2, num_nodes // 4096)
-    opts = pymetis.Options(seed=seed) if hasattr(pymetis, "Options") else None
-    kwargs = {"options": opts} if opts is not None else {}
-    _, membership = pymetis.part_graph(parts, xadj=rowptr, adjncy=col, **kwargs)
-    membership = np.asarray(membership, dtype=np.int64)
+    membership = _metis_parts(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
+                              num_nodes, parts, seed)
     # parts contiguous; inside a part, BFS order restricted to the part's nodes
     bfs = _bfs(rowptr, col, num_nodes)
     rank = np.empty(num_nodes, dtype=np.int64)
     rank[bfs] = np.arange(num_nodes)
     return np.lexsort((rank, membership)).astype(np.int64)
+
+
+def _pymetis() -> Any:
+    try:
+        return importlib.import_module("pymetis")
+    except ImportError:
+        return None
+
+
+def _metis_parts(src: np.ndarray, dst: np.ndarray, num_nodes: int, num_parts: int,
+                 seed: int) -> np.ndarray:
+    """METIS membership of every node (simple undirected graph: no loops, no duplicates)."""
+    pymetis = _pymetis()
+    if pymetis is None:
+        raise MissingDependencyError(
+            "method='metis' needs pymetis; install it with `pip install pymetis`, or use "
+            "method='bfs' (or 'auto', which falls back to 'bfs').")
+    if num_parts == 1:
+        return np.zeros(num_nodes, dtype=np.int64)
+    keep = src != dst
+    a, b = src[keep], dst[keep]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    pairs = np.unique(lo * np.int64(num_nodes) + hi) if lo.size else lo
+    rowptr, col = csr_undirected(pairs // max(num_nodes, 1), pairs % max(num_nodes, 1),
+                                 num_nodes)
+    opts = pymetis.Options(seed=seed) if hasattr(pymetis, "Options") else None
+    kwargs = {"options": opts} if opts is not None else {}
+    _, membership = pymetis.part_graph(num_parts, xadj=rowptr, adjncy=col, **kwargs)
+    parts = np.asarray(membership, dtype=np.int64)
+    if parts.shape != (num_nodes,) or (parts.size and (
+            int(parts.min()) < 0 or int(parts.max()) >= num_parts)):
+        raise CorruptStoreError(
+            f"pymetis returned an invalid membership (shape {parts.shape}, values outside "
+            f"0..{num_parts - 1}); check the pymetis installation.")
+    return parts
 
 
 def relabel(perm: np.ndarray, edge_index: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgumentError
+from ..graph.layout import ORIG_ID
 from ..graph.ordering import METHODS, node_order
 from .stores import FeatureStore, GraphStore
 
@@ -42,8 +43,6 @@ __all__ = ["ORIG_ID", "from_data", "to_data"]
 
 logger = logging.getLogger(__name__)
 
-#: Node-level var holding each row's id in the source graph (written when renumbering).
-ORIG_ID = "orig_id"
 _LAYOUTS = ("coo", "csr", "csc")
 
 

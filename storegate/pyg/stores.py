@@ -76,6 +76,11 @@ from ..errors import (
     UnsupportedOperationError,
     VarNotFoundError,
 )
+from ..graph.layout import ATTRS_KEY as _ATTRS_KEY
+from ..graph.layout import GRAPH_PHASE as _GRAPH_PHASE
+from ..graph.layout import GRAPH_SUFFIXES, SEP
+from ..graph.layout import LAYOUT_ORDER as _LAYOUT_ORDER
+from ..graph.layout import LAYOUT_VARS as _LAYOUT_VARS
 from ..names import check_name
 from ..phases import ALL, PHASES, check_phase
 from ..ragged import RaggedArray
@@ -92,25 +97,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Separator of the three names of an edge type in its data_id.
-SEP = "__"
+# SEP, GRAPH_SUFFIXES and the GraphStore layout constants live in storegate.graph.layout
+# (torch-free, shared with storegate.graph.partitioning).
 #: The var that holds a group's tensor stored with ``attr_name=None`` (``store[group]()``).
 NONE_ATTR = "__none__"
-#: The endings of the data_ids a :class:`GraphStore` owns (never node types).
-GRAPH_SUFFIXES = (".coo", ".csr", ".csc", ".ptr")
-#: The key of a GraphStore's metadata in the attributes of its data_ids.
-_ATTRS_KEY = "pyg"
-#: Where a GraphStore keeps its vars (one phase; the topology has no train/valid/test split).
-_GRAPH_PHASE = "train"
-#: get_all_edge_attrs lists the layouts of one edge type in this order: the homogeneous path of
-#: PyG's conversions uses the first attr only, and CSC needs no conversion for sampling.
-_LAYOUT_ORDER = {"csc": 0, "coo": 1, "csr": 2}
-#: Per layout: (the compressed side's pointer var or None, the names of the two payload vars).
-_LAYOUT_VARS = {
-    "coo": (None, ("row", "col")),
-    "csr": ("rowptr", ("rowptr", "col")),
-    "csc": ("colptr", ("row", "colptr")),
-}
 
 
 # ---------------------------------------------------------------------------------- names
