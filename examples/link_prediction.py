@@ -82,6 +82,9 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to put the store (default: temp dir)")
     args = ap.parse_args()
     torch.manual_seed(0)
+    # leave a core to the buffer's I/O thread: torch's intra-op threads spinning beside it made
+    # each step ~50x slower on this 2-core machine (see docs/graphs.md)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     rng = np.random.default_rng(0)
     workdir = args.dir or tempfile.mkdtemp(prefix="sg-kg-")
     kg = synthetic_kg()

@@ -253,6 +253,8 @@ class PartitionPlan:
     def to_attrs(self) -> dict[str, Any]:
         """The plan as a JSON-safe dict (offsets as lists).
 
+        Examples
+        --------
         >>> PartitionPlan(1, np.array([0, 2]), np.array([0, 1])).to_attrs()["node_offsets"]
         [0, 2]
         """

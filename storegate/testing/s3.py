@@ -52,9 +52,12 @@ _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def s3_environment(endpoint_url: str | None = None) -> Iterator[None]:
+def s3_environment(endpoint_url: str | None = None,
+                   credentials: dict[str, str] | None = None) -> Iterator[None]:
     """Set the AWS environment variables (credentials, region and, when given, the endpoint
     ``AWS_ENDPOINT_URL``) for a block, restoring the old values afterwards.
+
+    ``credentials`` (``AWS_*`` variables) default to the local server's dummy ones.
 
     fsspec caches S3 file systems, and each keeps the settings it was created with; the
     cache is cleared on entry and exit so clients inside the block see the new variables.
@@ -64,7 +67,7 @@ def s3_environment(endpoint_url: str | None = None) -> Iterator[None]:
     ...     os.environ["AWS_ENDPOINT_URL"]
     'http://127.0.0.1:9'
     """
-    new = dict(CREDENTIALS)
+    new = dict(CREDENTIALS if credentials is None else credentials)
     if endpoint_url is not None:
         new["AWS_ENDPOINT_URL"] = endpoint_url
     old = {k: os.environ.get(k) for k in new}
