@@ -15,7 +15,7 @@ Examples
 [[0, 1], [14, 15]]
 """
 
-from .backends import Backend, VarInfo, get_backend, list_backends
+from .backends import Backend, VarInfo, get_backend, list_backends, register_backend
 from .errors import (
     BackendImportError,
     BackendNotFoundError,
@@ -83,4 +83,5 @@ __all__ = [
     "__version__",
     "get_backend",
     "list_backends",
+    "register_backend",
 ]

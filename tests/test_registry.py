@@ -11,14 +11,16 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import storegate
 import storegate.backends
-from storegate import BackendImportError, BackendNotFoundError, StoreGate
+from storegate import BackendImportError, BackendNotFoundError, InvalidArgumentError, StoreGate
 from storegate.backends import Backend, BackendPluginWarning, get_backend, list_backends
 from storegate.backends.numpy_backend import NumpyBackend
 
@@ -203,3 +205,66 @@ def test_duplicate_registration_warns(tmp_path, monkeypatch):
                                      "fakeplugin_mod:FakeBackend")
     assert any("dupplugin" in str(w.message) and issubclass(w.category, BackendPluginWarning)
                for w in record)
+
+
+@pytest.fixture
+def runtime_registry() -> Iterator[None]:
+    """Forget the backends a test registers at runtime."""
+    from storegate.backends import registry
+
+    before = dict(registry._runtime)
+    yield
+    registry._runtime.clear()
+    registry._runtime.update(before)
+    registry.refresh()
+
+
+def test_register_backend_at_runtime(runtime_registry: None) -> None:
+    from storegate.backends import register_backend
+    from storegate.backends.numpy_backend import NumpyBackend
+
+    class Scratch(NumpyBackend):
+        """An in-memory backend under another name."""
+
+    register_backend("scratch-test", Scratch)
+    assert storegate.get_backend("scratch-test") is Scratch
+    assert "scratch-test" in storegate.list_backends()
+    sg = storegate.StoreGate("scratch-test", data_id="d")
+    sg.add_data("x", np.arange(4.0), phase="train")
+    assert isinstance(sg.db, Scratch) and sg["train"]["x"][[3]].tolist() == [3.0]
+    storegate.backends.refresh()  # survives a refresh of the discovery cache
+    assert storegate.get_backend("scratch-test") is Scratch
+    # a lazy import path, imported on first use
+    register_backend("lazy-test", "storegate.backends.numpy_backend:NumpyBackend")
+    assert storegate.backends.backend_specs()["lazy-test"].distribution is None
+    assert storegate.get_backend("lazy-test") is NumpyBackend
+    # the same target again is fine; another one needs overwrite=True
+    register_backend("scratch-test", Scratch)
+    with pytest.raises(InvalidArgumentError, match="overwrite=True"):
+        register_backend("scratch-test", NumpyBackend)
+    with pytest.raises(InvalidArgumentError, match="overwrite=True"):
+        register_backend("zarr", NumpyBackend)
+    register_backend("scratch-test", NumpyBackend, overwrite=True)
+    assert storegate.get_backend("scratch-test") is NumpyBackend
+
+
+@pytest.mark.parametrize("name,target", [
+    ("", "a:b"), ("bad name", "a:b"), ("../x", "a:b"), (3, "a:b"),
+    ("ok", "no_colon"), ("ok", ":Cls"), ("ok", "mod:"), ("ok", int), ("ok", None),
+])
+def test_register_backend_refuses_bad_input(runtime_registry: None, name: Any,
+                                            target: Any) -> None:
+    from storegate.backends import register_backend
+
+    with pytest.raises(InvalidArgumentError):
+        register_backend(name, target)
+    assert "ok" not in storegate.list_backends()
+
+
+def test_register_backend_with_a_broken_path_fails_on_use(runtime_registry: None) -> None:
+    from storegate.backends import register_backend
+
+    register_backend("broken-test", "storegate_no_such_module:Backend")
+    assert "broken-test" in storegate.list_backends()
+    with pytest.raises(BackendImportError, match="storegate_no_such_module"):
+        storegate.get_backend("broken-test")

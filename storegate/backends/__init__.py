@@ -20,6 +20,7 @@ from .registry import (
     list_backends,
     load_all,
     refresh,
+    register_backend,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "list_backends",
     "load_all",
     "refresh",
+    "register_backend",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "guess_backend",
     "list_backends",
     "refresh",
+    "register_backend",
 ]
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class BackendSpec:
 _lock = threading.Lock()
 _specs: dict[str, BackendSpec] | None = None
 _loaded: dict[str, type[Backend]] = {}
+#: Backends registered in this process with :func:`register_backend` (spec, class if given).
+_runtime: dict[str, tuple[BackendSpec, type[Backend] | None]] = {}
 
 
 def refresh() -> None:
@@ -112,7 +115,74 @@ def refresh() -> None:
     with _lock:
         _specs = None
         _loaded.clear()
+        _loaded.update({n: cls for n, (_, cls) in _runtime.items() if cls is not None})
     importlib.invalidate_caches()
+
+
+def register_backend(name: str, target: type[Backend] | str, *, overwrite: bool = False) -> None:
+    """Register a backend in this process, without an entry point (fsspec's
+    ``register_implementation`` idea): for scripts, notebooks and tests.
+
+    Parameters
+    ----------
+    name
+        The name to open it by (``StoreGate(backend=name)``): letters, digits, ``_``, ``-``
+        and ``.``.
+    target
+        A :class:`~storegate.backends.Backend` subclass, or its import path
+        ``'package.module:Class'`` (imported on first use, as entry points are).
+    overwrite
+        Replace a backend already registered under ``name`` (else that is an error).
+
+    Notes
+    -----
+    The registration lives in this process only (and in processes forked from it); worker
+    processes started with ``spawn`` must register again, or the backend must be installed
+    with an entry point in the group ``storegate.backends`` (see the backend-author guide).
+
+    Examples
+    --------
+    >>> from storegate.backends.numpy_backend import NumpyBackend
+    >>> class Scratch(NumpyBackend):
+    ...     "An in-memory backend under another name."
+    >>> register_backend("scratch", Scratch)
+    >>> get_backend("scratch") is Scratch, "scratch" in list_backends()
+    (True, True)
+    """
+    import re
+
+    from ..errors import InvalidArgumentError
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise InvalidArgumentError(
+            f"a backend name is letters, digits, '_', '-' and '.', got {name!r}.")
+    cls: type[Backend] | None = None
+    if isinstance(target, str):
+        module, sep, attr = target.partition(":")
+        if not (module and sep and attr):
+            raise InvalidArgumentError(
+                f"target {target!r} is not an import path 'package.module:Class'.")
+        spec = BackendSpec(name, target, None, None)
+    elif isinstance(target, type) and issubclass(target, Backend):
+        cls = target
+        spec = BackendSpec(name, f"{target.__module__}:{target.__qualname__}", None, None)
+    else:
+        raise InvalidArgumentError(
+            f"target must be a storegate.backends.Backend subclass or an import path "
+            f"'package.module:Class', got {target!r}.")
+    existing = backend_specs().get(name)
+    if existing is not None and not overwrite and existing.target != spec.target:
+        raise InvalidArgumentError(
+            f"a backend {existing.describe()} is already registered as {name!r} "
+            f"({existing.target}); pass overwrite=True to replace it, or choose another name.")
+    with _lock:
+        _runtime[name] = (spec, cls)
+        if _specs is not None:
+            _specs[name] = spec
+        _loaded.pop(name, None)
+        if cls is not None:
+            _loaded[name] = cls
+    logger.info("storegate backend %r registered at runtime (%s)", name, spec.target)
 
 
 def _discover() -> dict[str, BackendSpec]:
@@ -134,6 +204,7 @@ def _discover() -> dict[str, BackendSpec]:
         specs.setdefault(ep.name, spec)
     for name, target in _BUILTIN_FALLBACK.items():
         specs.setdefault(name, BackendSpec(name, target, None, None))
+    specs.update({name: spec for name, (spec, _) in _runtime.items()})
     return specs
 
 
