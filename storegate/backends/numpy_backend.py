@@ -40,8 +40,9 @@ class _Column:
 
     __slots__ = ("buf", "n")
 
-    def __init__(self, data: np.ndarray) -> None:
-        self.buf = np.array(data, copy=True, order="C")
+    def __init__(self, data: np.ndarray, *, owned: bool = False) -> None:
+        # ``owned``: ``data`` is a fresh C-contiguous array nobody else holds (no copy needed)
+        self.buf = data if owned else np.array(data, copy=True, order="C")
         self.n = data.shape[0]
 
     @property
@@ -236,7 +237,7 @@ class NumpyBackend(Backend):
         self, data_id: str, phase: str, var: str, shape: tuple[int, ...], dtype: np.dtype
     ) -> None:
         cols = self._vars(data_id, phase)
-        cols[var] = _Column(np.zeros(shape, dtype=dtype))
+        cols[var] = _Column(np.zeros(shape, dtype=dtype), owned=True)
 
     def delete(self, data_id: str, phase: str, var: str) -> None:
         self._column(data_id, phase, var)

@@ -92,9 +92,9 @@ class BufferStats:
     io_seconds
         Time the I/O thread spent reading and writing partitions (and edges).
     stall_seconds
-        Time the training thread waited for that I/O inside swaps (and edge reads).
-    copy_seconds
-        Time the training thread spent copying partitions between slots and staging.
+        Time the training thread waited for that I/O inside swaps (and edge reads). Swaps
+        copy no partition on the training thread (slots change arrays by reference), so this
+        is all of a swap's cost there.
     """
 
     swaps: int = 0
@@ -102,7 +102,6 @@ class BufferStats:
     writes: int = 0
     io_seconds: float = 0.0
     stall_seconds: float = 0.0
-    copy_seconds: float = 0.0
 
     @property
     def hidden_fraction(self) -> float:
@@ -156,9 +155,9 @@ class PartitionBuffer:
         :meth:`edge_buckets`), an int ``P`` (``P`` equal ranges, see :func:`equal_offsets`),
         or the ``P + 1`` range offsets.
     capacity
-        Partitions held in memory (the buffer allocates ``capacity`` slots of the largest
-        partition's size, for the weights and the state; ``2 * capacity`` more staging with
-        ``prefetch``).
+        Partitions held in memory, weights and state. Peak memory is that plus the partitions in
+        flight: those being written back and, with ``prefetch``, those read for the next state
+        (with BETA plans of capacity 2 or more, about one partition each).
     prefetch
         Read the next state's partitions in the background (default). Without it, each swap
         reads synchronously (write-back stays in the background).
@@ -213,9 +212,12 @@ class PartitionBuffer:
         self.capacity = min(cap, self.num_parts)
         self.prefetch = bool(prefetch)
         self.max_rows = int(np.diff(offsets).max()) if self.num_parts else 0
-        dim, dtype = table.dim, table.dtype
-        self._weights = np.zeros((self.capacity * self.max_rows, dim), dtype=dtype)
-        self._state = (np.zeros_like(self._weights) if table.has_state else None)
+        self._has_state = table.has_state
+        # one array per slot (the partition's rows), swapped by reference: admitting a
+        # prefetched partition or evicting one copies nothing on the training thread
+        self._w: list[np.ndarray | None] = [None] * self.capacity
+        self._s: list[np.ndarray | None] = [None] * self.capacity
+        self._stride = max(self.max_rows, 1)  # local id = slot * stride + row in partition
         self._g2l = np.full(table.num_embeddings, -1, dtype=np.int64)
         self._slot_of: dict[int, int] = {}
         self._slot_part = np.full(self.capacity, -1, dtype=np.int64)
@@ -249,10 +251,17 @@ class PartitionBuffer:
         finally:
             self.stats.stall_seconds += time.perf_counter() - t0
 
+    @staticmethod
+    def _own(arr: np.ndarray) -> np.ndarray:
+        """``arr``, or a copy when it may share memory with the backend (a view of a cache)."""
+        if arr.flags.owndata and arr.flags.writeable and arr.flags.c_contiguous:
+            return arr
+        return np.array(arr, copy=True, order="C")
+
     def _read_part(self, p: int) -> tuple[np.ndarray, np.ndarray | None]:
         lo, hi = int(self.offsets[p]), int(self.offsets[p + 1])
-        w = self.table.read_range(lo, hi)
-        s = self.table.read_range(lo, hi, state=True) if self._state is not None else None
+        w = self._own(self.table.read_range(lo, hi))
+        s = self._own(self.table.read_range(lo, hi, state=True)) if self._has_state else None
         return w, s
 
     def _write_part(self, p: int, w: np.ndarray, s: np.ndarray | None) -> None:
@@ -284,13 +293,10 @@ class PartitionBuffer:
         self._slot_part[slot] = -1
         lo, hi = self.resident_range(p)
         self._g2l[lo:hi] = -1
-        if p in self._dirty:
+        w, s = self._w[slot], self._s[slot]
+        self._w[slot] = self._s[slot] = None
+        if p in self._dirty and w is not None:  # written back from the detached arrays
             self._dirty.discard(p)
-            t0 = time.perf_counter()
-            a = slot * self.max_rows
-            w = self._weights[a:a + hi - lo].copy()
-            s = self._state[a:a + hi - lo].copy() if self._state is not None else None
-            self.stats.copy_seconds += time.perf_counter() - t0
             self.stats.writes += 1
             self._submit(self._write_part, p, w, s)
 
@@ -301,12 +307,8 @@ class PartitionBuffer:
         w, s = self._wait(fut)
         self.stats.reads += 1
         lo, hi = self.resident_range(p)
-        a = slot * self.max_rows
-        t0 = time.perf_counter()
-        self._weights[a:a + hi - lo] = w
-        if self._state is not None and s is not None:
-            self._state[a:a + hi - lo] = s
-        self.stats.copy_seconds += time.perf_counter() - t0
+        self._w[slot], self._s[slot] = w, s
+        a = slot * self._stride
         self._g2l[lo:hi] = np.arange(a, a + hi - lo, dtype=np.int64)
         self._slot_of[p] = slot
         self._slot_part[slot] = p
@@ -455,9 +457,35 @@ class PartitionBuffer:
         if self._full:
             self._dirty.add(-1)
             return
-        if self.max_rows and local.size:
-            slots = np.unique(local // self.max_rows)
+        if local.size:
+            slots = np.unique(local // self._stride)
             self._dirty.update(int(p) for p in self._slot_part[slots])
+
+    def _take(self, arrs: list[np.ndarray | None], local: np.ndarray) -> np.ndarray:
+        """Rows at buffer-local ids, from the slot arrays (one fancy index per slot used)."""
+        stride = self._stride
+        slots = local // stride
+        first = int(slots[0]) if slots.size else 0
+        if slots.size == 0 or bool((slots == first).all()):
+            arr = arrs[first]
+            if arr is None:
+                return np.empty((0, self.dim), self.dtype)
+            return arr[local - first * stride]
+        out = np.empty((local.size, self.dim), dtype=self.dtype)
+        for slot in np.unique(slots):
+            m = slots == slot
+            out[m] = arrs[int(slot)][local[m] - int(slot) * stride]  # type: ignore[index]
+        return out
+
+    def _assign(self, arrs: list[np.ndarray | None], local: np.ndarray,
+                rows: np.ndarray) -> None:
+        """Write rows at unique buffer-local ids."""
+        stride = self._stride
+        slots = local // stride
+        for slot in np.unique(slots):
+            m = slots == slot
+            arrs[int(slot)][local[m] - int(slot) * stride] = rows[m]  # type: ignore[index]
+        self._mark(local)
 
     @property
     def num_embeddings(self) -> int:
@@ -484,13 +512,16 @@ class PartitionBuffer:
         (2, 1)
         """
         shape = np.shape(ids.detach().cpu().numpy() if hasattr(ids, "detach") else ids)
-        return self._weights[self._local(ids)].reshape(*shape, self.dim)
+        return self._take(self._w, self._local(ids)).reshape(*shape, self.dim)
 
     def gather_state(self, ids: Any) -> np.ndarray:
         """Optimizer-state rows at ``ids`` (resident)."""
-        if self._state is None:
+        self._need_state()
+        return self._take(self._s, self._local(ids))
+
+    def _need_state(self) -> None:
+        if not self._has_state:
             raise InvalidArgumentError("the table has no optimizer state (optimizer='adagrad').")
-        return self._state[self._local(ids)]
 
     def _rows(self, ids: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
         flat, v = _id_rows(ids, values, self.table.num_embeddings, self.dim)
@@ -500,25 +531,34 @@ class PartitionBuffer:
         """Overwrite resident rows (for a repeated id, its last value wins)."""
         local, v = self._rows(ids, values)
         uniq, rows = _last_wins(local, v)
-        self._weights[uniq] = rows
-        self._mark(uniq)
+        self._assign(self._w, uniq, rows)
 
     def put_state(self, ids: Any, values: Any) -> None:
         """Overwrite resident optimizer-state rows."""
-        if self._state is None:
-            raise InvalidArgumentError("the table has no optimizer state (optimizer='adagrad').")
+        self._need_state()
         local, v = self._rows(ids, values)
         uniq, rows = _last_wins(local, v)
-        self._state[uniq] = rows
-        self._mark(uniq)
+        self._assign(self._s, uniq, rows)
 
     def scatter_add(self, ids: Any, deltas: Any) -> None:
         """Add ``deltas`` to resident rows; deltas of a repeated id are summed."""
         local, v = self._rows(ids, deltas)
         cdt = _compute_dtype(self.dtype)
         uniq, sums = coalesce(local, v.astype(cdt, copy=False))
-        self._weights[uniq] = (self._weights[uniq].astype(cdt) + sums).astype(self.dtype)
-        self._mark(uniq)
+        self._add_local(uniq, sums)
+
+    def _add_local(self, local: np.ndarray, sums: np.ndarray) -> None:
+        cdt = _compute_dtype(self.dtype)
+        rows = self._take(self._w, local).astype(cdt, copy=False) + sums
+        self._assign(self._w, local, rows.astype(self.dtype, copy=False))
+
+    # the optimizer's fast paths (ids already unique, see sparse_step)
+    def _add_unique(self, ids: np.ndarray, sums: np.ndarray) -> None:
+        self._add_local(self._local(ids), sums)
+
+    def _put_state_unique(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        self._need_state()
+        self._assign(self._s, self._local(ids), rows.astype(self.dtype, copy=False))
 
     def apply_gradients(self, ids: Any, grads: Any) -> None:
         """One optimizer step of the table's optimizer on resident rows (see
@@ -552,10 +592,11 @@ class PartitionBuffer:
             self._evict(p)
         self._drain()
         n = self.table.num_embeddings
-        self._weights = self._wait(self._submit(self.table.read_range, 0, n))
-        if self._state is not None:
-            self._state = self._wait(self._submit(
-                lambda: self.table.read_range(0, n, state=True)))
+        w = self._wait(self._submit(lambda: self._own(self.table.read_range(0, n))))
+        s = (self._wait(self._submit(lambda: self._own(self.table.read_range(0, n, state=True))))
+             if self._has_state else None)
+        self._w, self._s = [w], [s]
+        self._stride = max(n, 1)
         self._g2l = np.arange(n, dtype=np.int64)
         self._full = True
 
@@ -573,39 +614,36 @@ class PartitionBuffer:
         """
         if self._full:
             if self._dirty:
-                n = self.table.num_embeddings
-                self._wait(self._submit(self._write_all, self._weights, self._state, n))
+                self._wait(self._submit(self._write_all, self._w[0], self._s[0]))
             self._dirty.clear()
             self._full = False
-            self._weights = np.zeros((self.capacity * self.max_rows, self.dim), self.dtype)
-            self._state = np.zeros_like(self._weights) if self.table.has_state else None
+            self._w = [None] * self.capacity
+            self._s = [None] * self.capacity
+            self._stride = max(self.max_rows, 1)
         else:
             for p in list(self._slot_of):
                 self._evict(p)
             self._drain()
         self._g2l = np.full(self.table.num_embeddings, -1, dtype=np.int64)
 
-    def _write_all(self, w: np.ndarray, s: np.ndarray | None, n: int) -> None:
-        self.table.write_range(0, w[:n])
+    def _write_all(self, w: np.ndarray | None, s: np.ndarray | None) -> None:
+        if w is not None:
+            self.table.write_range(0, w)
         if s is not None:
-            self.table.write_range(0, s[:n], state=True)
+            self.table.write_range(0, s, state=True)
 
     def flush(self) -> None:
         """Write back every updated resident partition and commit the table
         (:meth:`EmbeddingTable.flush`): a kill after this leaves the table as it is now."""
+        # the training thread waits for these writes (it could change the arrays otherwise)
         if self._full:
             if self._dirty:
-                n = self.table.num_embeddings
-                self._wait(self._submit(self._write_all, self._weights.copy(),
-                                        None if self._state is None else self._state.copy(), n))
+                self._wait(self._submit(self._write_all, self._w[0], self._s[0]))
                 self._dirty.clear()
         else:
             for p in sorted(self._dirty):
-                lo, hi = self.resident_range(p)
-                a = self._slot_of[p] * self.max_rows
-                w = self._weights[a:a + hi - lo].copy()
-                s = self._state[a:a + hi - lo].copy() if self._state is not None else None
-                self._submit(self._write_part, p, w, s)
+                slot = self._slot_of[p]
+                self._submit(self._write_part, p, self._w[slot], self._s[slot])
                 self.stats.writes += 1
             self._dirty.clear()
         self._wait(self._submit(self.table.flush))

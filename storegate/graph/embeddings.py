@@ -167,13 +167,13 @@ def sparse_step(rows: Any, ids: Any, grads: Any, *, optimizer: str, lr: float,
     flat, g = _id_rows(ids, grads, rows.num_embeddings, rows.dim, "grads")
     cdt = _compute_dtype(rows.dtype)
     uniq, gsum = coalesce(flat, g.astype(cdt, copy=False))
+    # ids are unique from here: the rows' fast paths skip the duplicate handling
     if optimizer == "sgd":
-        rows.scatter_add(uniq, -lr * gsum)
+        rows._add_unique(uniq, -lr * gsum)
         return
-    sq = gsum * gsum
-    state = rows.gather_state(uniq).astype(cdt) + sq
-    rows.put_state(uniq, state)
-    rows.scatter_add(uniq, -lr * gsum / (np.sqrt(state) + eps))
+    state = rows.gather_state(uniq).astype(cdt, copy=False) + gsum * gsum
+    rows._put_state_unique(uniq, state)
+    rows._add_unique(uniq, -lr * gsum / (np.sqrt(state) + eps))
 
 
 class _Shadowed:
@@ -544,10 +544,16 @@ class EmbeddingTable:
         [4.0, 0.0, 2.0]
         """
         flat, v = self._rows_in(ids, deltas, "deltas")
-        cdt = _compute_dtype(self.dtype)
-        uniq, sums = coalesce(flat, v.astype(cdt, copy=False))
-        rows = self._weights.read(uniq).astype(cdt) + sums
-        self._weights.write(uniq, rows)
+        uniq, sums = coalesce(flat, v.astype(_compute_dtype(self.dtype), copy=False))
+        self._add_unique(uniq, sums)
+
+    # the optimizer's fast paths (sorted unique ids, see sparse_step)
+    def _add_unique(self, ids: np.ndarray, sums: np.ndarray) -> None:
+        rows = self._weights.read(ids).astype(_compute_dtype(self.dtype), copy=False) + sums
+        self._weights.write(ids, rows)
+
+    def _put_state_unique(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        self._check_state().write(ids, rows)
 
     def apply_gradients(self, ids: Any, grads: Any) -> None:
         """One optimizer step (the table's ``optimizer``) for the gradient rows ``grads`` of

@@ -30,6 +30,9 @@ class TestParquetBackend(BackendContract):
     """Small row groups and files: every read crosses boundaries."""
 
     options: dict[str, Any] = {"row_group_rows": 3, "file_rows": 7}
+    #: 7-row files make 200,000 rows 28,500 files (28 s); 12,000 rows cross as many boundaries
+    #: per read (1,024 random rows touch about as many files either way)
+    large_rows = 12_000
 
     @pytest.fixture
     def where(self, tmp_path: Path) -> dict[str, Any]:
