@@ -56,6 +56,7 @@ SCRIPTS: list[tuple[str, list[str], list[str], list[str]]] = [
      ["torch_geometric"]),
     ("remote.py", [], ["--quick"], ["s3fs", "moto", "zarr"]),
     ("dask_io.py", [], ["--quick"], ["dask", "distributed", "zarr"]),
+    ("embeddings.py", [], ["--quick"], ["torch", "zarr"]),
 ]
 
 
