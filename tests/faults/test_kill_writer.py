@@ -100,10 +100,18 @@ def test_killed_writer_leaves_a_state_between_operations(key: str, tmp_path: Pat
         results = list(pool.map(lambda a: trial(*a), enumerate(plans)))
         # a backend with few file changes per run (hdf5 writes inside one file) or a slow
         # machine may finish some runs before their kill: top up with kills at random times
+        # (or, on a loaded machine where the interpreter's start-up takes most of a run, kills
+        # may bunch before the first operation and after the last: aim later into the run
+        # until they land in enough states)
         wanted = min(50, KILLS)
         extra = len(plans)
-        while sum(1 for _, _, k in results if k) < wanted and extra < 3 * KILLS:
-            more = [(i, ("time", rng.uniform(0.0, 0.7 * duration)))
+
+        def short() -> bool:
+            killed = sum(1 for _, _, k in results if k)
+            return killed < wanted or len({s for _, s, _ in results}) < 5
+
+        while short() and extra < 3 * KILLS:
+            more = [(i, ("time", rng.uniform(0.2 * duration, 0.95 * duration)))
                     for i in range(extra, extra + 8)]
             extra += len(more)
             results += list(pool.map(lambda a: trial(*a), more))
