@@ -611,6 +611,20 @@ def _client_tmp(var: str) -> str:
     return f"{TEMP_PREFIX}client-{hashlib.sha256(var.encode()).hexdigest()[:24]}"
 
 
+def _compute_all(tasks: list[Any], scheduler: Any) -> tuple[Any, ...]:
+    """``dask.compute(*tasks)``; on a distributed ``Client``, every task has finished (or
+    failed) before this returns or raises, so no write is still running on a worker when the
+    caller cleans up after a failure."""
+    import dask
+
+    if hasattr(scheduler, "compute") and hasattr(scheduler, "gather"):
+        futures = scheduler.compute(tasks)
+        for future in futures:  # all done or failed (through the client that ran them)
+            future.exception()
+        return tuple(scheduler.gather(futures))  # raises the first error
+    return tuple(dask.compute(*tasks, scheduler=scheduler))
+
+
 def _stage(db: Backend, data_id: str, var: str, arr: Any, pieces: Sequence[_Piece],
            block_rows: int | None, scheduler: Any) -> None:
     """Write every piece's rows into its temporary var.
@@ -652,7 +666,7 @@ def _stage(db: Backend, data_id: str, var: str, arr: Any, pieces: Sequence[_Piec
                      for start, n, block in _blocks(part) if n)
     if tasks:
         logger.info("from_dask: %d parallel write tasks for var %r", len(tasks), var)
-        done = dask.compute(*tasks, scheduler=scheduler)
+        done = _compute_all(tasks, scheduler)
         expected = sum(p.rows for p in pieces if p.writer is not None)
         if sum(done) != expected:  # pragma: no cover - a scheduler that skipped tasks
             raise StoreChangedError(
